@@ -1,0 +1,121 @@
+"""Time from `docker compose up` to all nodes registered, with images already built.
+
+Brings the compose testbed up under a throwaway project name on free 127.0.0.1 ports, polls
+the coordinator's control port (`rocknet status --json`) and reports:
+
+- ``up_s``: `compose up -d` returned (containers created and started),
+- ``registered_s``: every node registered (status ``registered == nodes``),
+- ``first_round_s``: the first round done (status ``round > 0``),
+- the image sizes (bytes as Docker reports them).
+
+Then takes the testbed down (`down -v`). Build the images first (docker/build-images.sh).
+
+    python benchmarks/compose_up.py [--nodes 20] [--repeats 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = ("rocknet-base:bookworm", "rocknet-node:latest", "rocknet-coordinator:latest")
+
+
+def compose_command() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise SystemExit("neither `docker compose` nor `docker-compose` is installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def image_sizes() -> dict[str, int]:
+    sizes = {}
+    for image in IMAGES:
+        done = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"image {image} is missing: run docker/build-images.sh first")
+        sizes[image] = int(done.stdout)
+    return sizes
+
+
+def status(control_port: int) -> dict[str, Any] | None:
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "status", "--json", "--timeout", "1",
+         "--connect", f"tcp://127.0.0.1:{control_port}"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def one_run(nodes: int, timeout_s: float) -> dict[str, float]:
+    """Bring one testbed up, time the milestones, take it down."""
+    control_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKNET_")}
+    env.update(ROCKNET_NODES=str(nodes), ROCKNET_EPOCHS="100000", ROCKNET_NO_REFERENCE="1",
+               ROCKNET_HOST_CONTROL_PORT=str(control_port), ROCKNET_HOST_FEED_PORT=str(free_port()))
+    compose = [*compose_command(), "-p", f"rocknet-bench-{secrets.token_hex(3)}",
+               "-f", str(REPO / "docker-compose.yml")]
+    services = ["coordinator", *(f"node{i:02d}" for i in range(1, nodes + 1))]
+    result: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        subprocess.run([*compose, "up", "-d", *services], env=env, check=True,
+                       capture_output=True, timeout=timeout_s)
+        result["up_s"] = time.perf_counter() - t0
+        while time.perf_counter() - t0 < timeout_s:
+            s = status(control_port)
+            if s is not None:
+                if "registered_s" not in result and s["registered"] >= nodes:
+                    result["registered_s"] = time.perf_counter() - t0
+                if s["round"] > 0:
+                    result["first_round_s"] = time.perf_counter() - t0
+                    break
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"not all {nodes} nodes registered and training within {timeout_s} s")
+    finally:
+        subprocess.run([*compose, "down", "-v", "-t", "5"], env=env, capture_output=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=20, help="node containers (<= 20)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args(argv)
+
+    sizes = image_sizes()
+    runs = [one_run(args.nodes, args.timeout) for _ in range(args.repeats)]
+    if args.json:
+        print(json.dumps({"nodes": args.nodes, "runs": runs, "image_bytes": sizes}))
+        return 0
+    for image, size in sizes.items():
+        print(f"{image:<28} {size / 1e6:7.0f} MB")
+    for i, run in enumerate(runs):
+        cells = "  ".join(f"{k} {v:6.1f}" for k, v in run.items())
+        print(f"run {i + 1}: {args.nodes} nodes  {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Who is in the run: device ids by node name, ZeroMQ identities, up/silent/down status.
+
+Ids are assigned in registration order and remembered by name, so a restarted node (same
+name) gets its id back. A node that misses an exchange's deadline is *silent* for it; after
+``down_after`` silent exchanges in a row (or when its socket is gone) it is *down*; any frame
+from it brings it back *up*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+UP, SILENT, DOWN = "up", "silent", "down"
+
+
+@dataclass
+class NodeEntry:
+    """One registered device."""
+
+    device: int
+    name: str
+    identity: bytes
+    pid: int = 0
+    status: str = UP
+    silent_streak: int = 0
+    joins: int = 1
+    last_stats: dict[str, Any] = field(default_factory=dict)
+    forced_down: bool = False  # taken down by a control command (node-down)
+
+
+class Registry:
+    """Registration and liveness of the run's devices."""
+
+    def __init__(self, n_devices: int, down_after: int = 3) -> None:
+        if n_devices < 1:
+            raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+        if down_after < 1:
+            raise ValueError(f"down_after must be >= 1, got {down_after}")
+        self.n_devices = n_devices
+        self.down_after = down_after
+        self._by_name: dict[str, NodeEntry] = {}
+        self._by_identity: dict[bytes, NodeEntry] = {}
+        self._by_device: dict[int, NodeEntry] = {}
+
+    def register(self, name: str, identity: bytes, pid: int = 0) -> tuple[NodeEntry, bool]:
+        """Admit ``name``; returns ``(entry, rejoined)``. Raises ``LookupError`` when full."""
+        entry = self._by_name.get(name)
+        if entry is not None:
+            self._by_identity.pop(entry.identity, None)
+            entry.identity = identity
+            entry.pid = pid
+            entry.status = UP
+            entry.silent_streak = 0
+            entry.joins += 1
+            self._by_identity[identity] = entry
+            return entry, True
+        if len(self._by_name) >= self.n_devices:
+            raise LookupError(
+                f"the run already has its {self.n_devices} devices; node {name!r} is not needed "
+                "(start it with the name of a registered node to replace that one)"
+            )
+        entry = NodeEntry(device=len(self._by_name), name=name, identity=identity, pid=pid)
+        self._by_name[name] = entry
+        self._by_identity[identity] = entry
+        self._by_device[entry.device] = entry
+        return entry, False
+
+    @property
+    def complete(self) -> bool:
+        return len(self._by_name) == self.n_devices
+
+    @property
+    def registered(self) -> int:
+        return len(self._by_name)
+
+    def by_identity(self, identity: bytes) -> NodeEntry | None:
+        return self._by_identity.get(identity)
+
+    def by_device(self, device: int) -> NodeEntry | None:
+        return self._by_device.get(device)
+
+    def entries(self) -> list[NodeEntry]:
+        return [self._by_device[d] for d in sorted(self._by_device)]
+
+    def reachable(self) -> list[NodeEntry]:
+        """Entries the coordinator sends ROUNDs to (not down, not forced down)."""
+        return [e for e in self.entries() if e.status != DOWN and not e.forced_down]
+
+    def heard(self, entry: NodeEntry) -> bool:
+        """A TX arrived in time. Returns True if the node came back from down/silent."""
+        changed = entry.status != UP
+        entry.status = UP
+        entry.silent_streak = 0
+        return changed
+
+    def missed(self, entry: NodeEntry) -> bool:
+        """A deadline passed without its TX. Returns True if it is now newly down."""
+        entry.silent_streak += 1
+        if entry.silent_streak >= self.down_after and entry.status != DOWN:
+            entry.status = DOWN
+            return True
+        if entry.status == UP:
+            entry.status = SILENT
+        return False
+
+    def gone(self, entry: NodeEntry) -> bool:
+        """Its socket disappeared. Returns True if it was not down already."""
+        changed = entry.status != DOWN
+        entry.status = DOWN
+        return changed
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": e.device,
+                "name": e.name,
+                "status": DOWN if e.forced_down else e.status,
+                "joins": e.joins,
+                "pid": e.pid,
+            }
+            for e in self.entries()
+        ]

@@ -1,0 +1,527 @@
+"""The coordinator process: the air and the clock, over ZeroMQ.
+
+Sockets (all bound by the coordinator):
+- ROUTER for nodes (DEALERs): HELLO/WELCOME, ROUND -> TX -> RX, STOP -> FINAL. Set with
+  ``ROUTER_MANDATORY`` (a send to a vanished node raises instead of vanishing), explicit
+  high-water marks, ``MAXMSGSIZE`` and linger 0: the injected, counted loss is the only loss.
+- PUB for monitors: one FeedRound per round, one FeedEvent per change.
+- ROUTER for control clients: status, pause/resume/stop, fault injection (coordinator/control.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from coordinator.air import Air
+from coordinator.registry import DOWN, Registry
+from coordinator.round import ExchangePlan, deliver, plan_exchanges, silent_rx
+from coordinator.setup import RunSetup
+from protocol.frames import (
+    CONTROL_MAX_BYTES,
+    DEFAULT_MAX_BYTES,
+    Bye,
+    Control,
+    ControlReply,
+    Error,
+    FeedEvent,
+    FeedRound,
+    Final,
+    Heartbeat,
+    Hello,
+    ProtocolError,
+    Stop,
+    Tx,
+    VersionMismatch,
+    Welcome,
+    decode,
+    encode,
+)
+from protocol.frames import PROTOCOL_VERSION
+
+log = logging.getLogger("rocknet.coordinator")
+
+#: Phases reported by ``rocknet status``.
+WAITING, RUNNING, PAUSED, FINISHED, FAILED = "waiting", "running", "paused", "finished", "failed"
+
+
+class RunAborted(RuntimeError):
+    """The run cannot go on (a node refused its configuration, registration timed out...)."""
+
+
+@dataclass
+class CoordinatorOptions:
+    """Where to listen and how patient to be (seconds)."""
+
+    host: str = "127.0.0.1"
+    node_port: int = 7100
+    feed_port: int = 7101
+    control_port: int = 7102
+    deadline_s: float = 30.0
+    register_timeout_s: float = 600.0
+    final_timeout_s: float = 20.0
+    down_after: int = 3
+    lockstep: bool = False
+    realtime: bool = False
+    curve_dir: Path | None = None
+
+
+@dataclass
+class Endpoints:
+    """The endpoints actually bound (ports resolved when 0 was asked for)."""
+
+    nodes: str = ""
+    feed: str = ""
+    control: str = ""
+
+
+@dataclass
+class RunState:
+    """What the coordinator knows about the run while it goes."""
+
+    phase: str = WAITING
+    exchange: int = -1
+    round: int = 0
+    started_wall: float = field(default_factory=time.monotonic)
+    bad_frames: int = 0
+    stale_frames: int = 0
+    paused: bool = False
+    stop_reason: str | None = None
+    error: str | None = None
+    accuracy: dict[str, Any] = field(default_factory=dict)
+
+
+class Coordinator:
+    """Runs one training run with the nodes that register."""
+
+    def __init__(
+        self,
+        setup: RunSetup,
+        options: CoordinatorOptions,
+        on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        scenario: list[Any] | None = None,
+    ) -> None:
+        self.setup = setup
+        self.options = options
+        self.config = setup.config
+        self.stream = setup.stream
+        self.registry = Registry(self.config.n_devices, down_after=options.down_after)
+        self.air = Air(
+            stream=self.stream,
+            topology=setup.topology,
+            loss=setup.loss,
+            protocol=setup.protocol,
+            seed=self.config.model.seed,
+            series_length=self.config.series_length,
+            n_classes=self.config.n_classes,
+        )
+        self.plans = plan_exchanges(self.stream, lockstep=options.lockstep or options.realtime)
+        self.state = RunState()
+        self.finals: dict[int, Final] = {}
+        self.endpoints = Endpoints()
+        self._on_round = on_round
+        self._on_event = on_event
+        self.ctx = zmq.Context()
+        self._bind()
+        from coordinator.control import ControlHandler
+
+        self.control = ControlHandler(self, scenario)
+
+    # ------------------------------------------------------------------ sockets
+    def _bind(self) -> None:
+        o = self.options
+
+        def bind(sock: zmq.Socket, port: int) -> str:
+            if port == 0:
+                sock.bind(f"tcp://{o.host}:*")
+            else:
+                sock.bind(f"tcp://{o.host}:{port}")
+            return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+        self.nodes = self.ctx.socket(zmq.ROUTER)
+        self.nodes.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.nodes.setsockopt(zmq.LINGER, 0)
+        self.nodes.setsockopt(zmq.SNDHWM, 100_000)
+        self.nodes.setsockopt(zmq.RCVHWM, 100_000)
+        self.nodes.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES)
+        self.feed = self.ctx.socket(zmq.PUB)
+        self.feed.setsockopt(zmq.LINGER, 0)
+        self.feed.setsockopt(zmq.SNDHWM, 10_000)
+        self.ctl = self.ctx.socket(zmq.ROUTER)
+        self.ctl.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
+        if o.curve_dir is not None:
+            from protocol.keys import apply_server_keys
+
+            self.auth = apply_server_keys(self.ctx, [self.nodes, self.ctl], o.curve_dir)
+        self.endpoints.nodes = bind(self.nodes, o.node_port)
+        self.endpoints.feed = bind(self.feed, o.feed_port)
+        self.endpoints.control = bind(self.ctl, o.control_port)
+        self.poller = zmq.Poller()
+        self.poller.register(self.nodes, zmq.POLLIN)
+        self.poller.register(self.ctl, zmq.POLLIN)
+
+    def close(self) -> None:
+        for sock in (self.nodes, self.feed, self.ctl):
+            sock.close(linger=0)
+        auth = getattr(self, "auth", None)
+        if auth is not None:
+            auth.stop()
+        self.ctx.term()
+
+    def _send_node(self, identity: bytes, msg: Any) -> bool:
+        """Send to one node; False (and the node marked down) if its socket is gone."""
+        try:
+            self.nodes.send_multipart([identity, encode(msg)], copy=False)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            entry = self.registry.by_identity(identity)
+            if entry is not None and self.registry.gone(entry):
+                self.event("node_down", device=entry.device, name=entry.name, reason="disconnected")
+            return False
+
+    # ------------------------------------------------------------------ feed
+    def event(self, event: str, **data: Any) -> None:
+        """Publish a change (node up/down, fault injected...) and log it."""
+        record = {"type": "event", "round": self.air.next_round, "event": event, **data}
+        log.info("event %s %s", event, data)
+        self.feed.send(encode(FeedEvent(round=self.air.next_round, event=event, data=_plain(data))))
+        if self._on_event is not None:
+            self._on_event(record)
+
+    def _publish_round(self, record: dict[str, Any]) -> None:
+        self.feed.send(encode(FeedRound(round=record["round"], data=_plain(record))))
+        if self._on_round is not None:
+            self._on_round(record)
+
+    # ------------------------------------------------------------------ inbound
+    def _poll(self, timeout_ms: int) -> list[tuple[bytes, Any]]:
+        """Wait up to ``timeout_ms``; serve control; return decoded node frames."""
+        frames: list[tuple[bytes, Any]] = []
+        events = dict(self.poller.poll(timeout_ms))
+        if self.ctl in events:
+            for _ in range(100):
+                try:
+                    parts = self.ctl.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_control(parts)
+        if self.nodes in events:
+            for _ in range(10_000):
+                try:
+                    parts = self.nodes.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(parts) != 2:
+                    self.state.bad_frames += 1
+                    continue
+                identity, raw = parts
+                try:
+                    msg = decode(raw)
+                except VersionMismatch as exc:
+                    self.state.bad_frames += 1
+                    log.warning("refused a node on another protocol version: %s", exc)
+                    self._send_node(identity, Error(code="version", message=str(exc)))
+                    continue
+                except ProtocolError as exc:
+                    self.state.bad_frames += 1
+                    log.warning("dropped a bad frame from a node (%d so far): %s", self.state.bad_frames, exc)
+                    continue
+                if isinstance(msg, Hello):
+                    self._on_hello(identity, msg)
+                else:
+                    frames.append((identity, msg))
+        return frames
+
+    def _on_control(self, parts: list[bytes]) -> None:
+        if len(parts) < 2:
+            self.state.bad_frames += 1
+            return
+        identity, raw = parts[0], parts[-1]
+        try:
+            msg = decode(raw, max_bytes=CONTROL_MAX_BYTES, expect=Control)
+            reply = self.control.handle(msg)
+        except ProtocolError as exc:
+            self.state.bad_frames += 1
+            reply = ControlReply(ok=False, message=f"bad control frame: {exc}", effective_round=-1, data={})
+        try:
+            self.ctl.send_multipart([identity, encode(reply)])
+        except zmq.ZMQError:
+            pass
+
+    def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        if msg.version != PROTOCOL_VERSION:
+            self._send_node(identity, Error(
+                code="version",
+                message=f"node speaks protocol {msg.version}, coordinator {PROTOCOL_VERSION}: "
+                "run the same rocknet version on both",
+            ))
+            return
+        try:
+            entry, rejoined = self.registry.register(msg.name, identity, msg.pid)
+        except LookupError as exc:
+            log.warning("refused node %r: %s", msg.name, exc)
+            self._send_node(identity, Error(code="full", message=str(exc)))
+            return
+        welcome = Welcome(
+            device=entry.device,
+            n_devices=self.config.n_devices,
+            config=self.config.to_dict(),
+            shard=self.setup.shard(entry.device),
+            start_round=self.air.next_round,
+        )
+        self._send_node(identity, welcome)
+        self.event("node_rejoined" if rejoined else "node_registered", device=entry.device,
+                   name=entry.name, registered=self.registry.registered)
+
+    # ------------------------------------------------------------------ phases
+    def wait_for_nodes(self) -> None:
+        """Block until every device registered (serving control meanwhile)."""
+        deadline = time.monotonic() + self.options.register_timeout_s
+        log.info("waiting for %d nodes on %s", self.config.n_devices, self.endpoints.nodes)
+        while not self.registry.complete:
+            if self.state.stop_reason is not None:
+                raise RunAborted(f"stopped before all nodes registered: {self.state.stop_reason}")
+            if time.monotonic() > deadline:
+                raise RunAborted(
+                    f"only {self.registry.registered} of {self.config.n_devices} nodes registered "
+                    f"within {self.options.register_timeout_s:.0f} s: start the missing nodes "
+                    f"(rocknet node --connect {self.endpoints.nodes})"
+                )
+            for identity, msg in self._poll(100):
+                self._early_frame(identity, msg)
+
+    def _early_frame(self, identity: bytes, msg: Any) -> None:
+        if isinstance(msg, Error):
+            entry = self.registry.by_identity(identity)
+            who = f"node {entry.name!r} (device {entry.device})" if entry else "a node"
+            raise RunAborted(f"{who} refused the run: {msg.message}")
+        if isinstance(msg, Bye):
+            entry = self.registry.by_identity(identity)
+            if entry is not None and self.registry.gone(entry):
+                self.event("node_down", device=entry.device, name=entry.name, reason=msg.reason)
+            return
+        self.state.stale_frames += 1
+
+    def run(self) -> None:
+        """The whole run: registration, every exchange, then STOP and FINAL collection."""
+        try:
+            self.wait_for_nodes()
+            self.state.phase = RUNNING
+            self.state.started_wall = time.monotonic()
+            self.event("run_started", nodes=self.config.n_devices, exchanges=len(self.plans),
+                       rounds=self.stream.n_rounds)
+            for plan in self.plans:
+                self._wait_while_paused()
+                if self.state.stop_reason is not None:
+                    break
+                self.control.apply_due(self.air.next_round)
+                self._exchange(plan)
+            self.state.phase = FINISHED
+        except RunAborted as exc:
+            self.state.phase = FAILED
+            self.state.error = str(exc)
+            raise
+        finally:
+            self._stop_nodes()
+
+    def _wait_while_paused(self) -> None:
+        while self.state.paused and self.state.stop_reason is None:
+            for identity, msg in self._poll(100):
+                self._late_frame(identity, msg)
+
+    def _exchange(self, plan: ExchangePlan) -> None:
+        self.state.exchange = plan.exchange
+        message = plan.message()
+        expected: dict[bytes, int] = {}
+        for entry in self.registry.reachable():
+            if self._send_node(entry.identity, message):
+                expected[entry.identity] = entry.device
+        txs: dict[int, Tx] = {}
+        deadline = time.monotonic() + self.options.deadline_s
+        while len(txs) < len(expected):
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            for identity, msg in self._poll(min(remaining_ms, 200)):
+                if isinstance(msg, Tx) and identity in expected and msg.exchange == plan.exchange:
+                    if msg.device != expected[identity]:
+                        self.state.bad_frames += 1
+                        continue
+                    txs[msg.device] = msg
+                elif isinstance(msg, Tx):
+                    self.state.stale_frames += 1
+                else:
+                    self._late_frame(identity, msg)
+            # Drop expectations of nodes whose socket vanished meanwhile.
+            for identity, device in list(expected.items()):
+                entry = self.registry.by_device(device)
+                if entry is None or entry.identity != identity:
+                    del expected[identity]
+        alive = np.zeros(self.config.n_devices, dtype=bool)
+        for device, tx in txs.items():
+            alive[device] = True
+            entry = self.registry.by_device(device)
+            if entry is not None:
+                entry.last_stats = dict(tx.stats)
+                if self.registry.heard(entry):
+                    self.event("node_up", device=device, name=entry.name)
+                self._note_model_times(device, tx.stats)
+        for identity, device in expected.items():
+            entry = self.registry.by_device(device)
+            if device not in txs and entry is not None and self.registry.missed(entry):
+                self.event("node_down", device=device, name=entry.name, reason="silent")
+        if not txs and not self.registry.reachable():
+            raise RunAborted("every node is down: nothing left to train (restart the nodes to rejoin)")
+        outcomes = self.air.resolve_until(plan.last_round + 1, alive)
+        rxs = deliver(plan, txs, self.air)
+        for identity, device in expected.items():
+            self._send_node(identity, rxs.get(device) or silent_rx(plan, self.air))
+        self._update_accuracy()
+        for outcome in outcomes:
+            record = self.air.round_record(outcome)
+            record.update(self.state.accuracy)
+            record["wall_time_s"] = time.monotonic() - self.state.started_wall
+            record["nodes"] = self._node_round_view(outcome)
+            self.state.round = outcome.round_no
+            self._publish_round(record)
+        self.air.forget_before(plan.series_from if plan.series_to > plan.series_from else plan.logits_from)
+        if self.options.realtime:
+            ahead = self.air.virtual_time_s - (time.monotonic() - self.state.started_wall)
+            if ahead > 0:
+                self._sleep_serving(ahead)
+
+    def _sleep_serving(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and self.state.stop_reason is None:
+            for identity, msg in self._poll(int(min(left, 0.2) * 1000) + 1):
+                self._late_frame(identity, msg)
+
+    def _late_frame(self, identity: bytes, msg: Any) -> None:
+        if isinstance(msg, Final):
+            self.finals[msg.device] = msg
+        elif isinstance(msg, Bye):
+            entry = self.registry.by_identity(identity)
+            if entry is not None and self.registry.gone(entry):
+                self.event("node_down", device=entry.device, name=entry.name, reason=msg.reason)
+        elif isinstance(msg, Error):
+            entry = self.registry.by_identity(identity)
+            log.error("node %s reports: %s", entry.name if entry else "?", msg.message)
+            if msg.code in ("ram_budget", "bad_config"):
+                raise RunAborted(f"a node refused the run: {msg.message}")
+        elif isinstance(msg, Heartbeat):
+            pass
+        else:
+            self.state.stale_frames += 1
+
+    def _note_model_times(self, device: int, stats: dict[str, Any]) -> None:
+        if "model_sample_s" in stats:
+            self.air.sample_s[device] = float(stats["model_sample_s"])
+        if "model_step_s" in stats:
+            self.air.step_s[device] = float(stats["model_step_s"])
+
+    def _update_accuracy(self) -> None:
+        """Running accuracy as the initiator (or the first live device) sees it."""
+        for entry in self.registry.entries():
+            if entry.status == DOWN or not entry.last_stats:
+                continue
+            stats = entry.last_stats
+            acc: dict[str, Any] = {}
+            train = stats.get("train")
+            if train:
+                acc["epoch"] = train["epoch"]
+                acc["train_accuracy"] = train["accuracy"]
+                acc["train_loss"] = train["loss"]
+            ev = stats.get("eval")
+            if ev and ev["total"] + ev["skipped"] >= self.config.schedule.n_test:
+                acc["eval_accuracy"] = ev["accuracy"]
+                acc["eval_epoch"] = ev["epoch"]
+            self.state.accuracy.update(acc)
+            return
+
+    def _node_round_view(self, outcome: Any) -> list[dict[str, Any]]:
+        view = []
+        for entry in self.registry.entries():
+            totals = self.air.totals[entry.device]
+            view.append({
+                "id": entry.device,
+                "status": DOWN if entry.forced_down else entry.status,
+                "ram_bytes": entry.last_stats.get("ram_bytes"),
+                "energy_mj": round(totals.energy_mj, 6),
+                "rx_packets": totals.rx_packets,
+                "lost_packets": totals.lost_packets,
+                "tx_slots": totals.tx_slots,
+            })
+        return view
+
+    def _stop_nodes(self) -> None:
+        reason = self.state.stop_reason or ("finished" if self.state.phase == FINISHED else "aborted")
+        expected = set()
+        for entry in self.registry.entries():
+            if entry.status != DOWN and self._send_node(entry.identity, Stop(reason=reason)):
+                expected.add(entry.device)
+        deadline = time.monotonic() + self.options.final_timeout_s
+        while expected - set(self.finals) and time.monotonic() < deadline:
+            for identity, msg in self._poll(100):
+                if isinstance(msg, Final):
+                    entry = self.registry.by_identity(identity)
+                    if entry is not None and entry.device == msg.device:
+                        self.finals[msg.device] = msg
+                elif isinstance(msg, Bye):
+                    entry = self.registry.by_identity(identity)
+                    if entry is not None:
+                        expected.discard(entry.device)
+        self.event("run_finished", phase=self.state.phase, reason=reason)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        """The full snapshot a monitor or ``rocknet status`` asks for."""
+        return {
+            "phase": WAITING if self.state.phase == WAITING else (
+                PAUSED if self.state.paused and self.state.phase == RUNNING else self.state.phase),
+            "dataset": self.config.dataset,
+            "protocol": self.setup.protocol,
+            "mode": "lockstep" if (self.options.lockstep or self.options.realtime) else "batch",
+            "n_devices": self.config.n_devices,
+            "registered": self.registry.registered,
+            "round": self.state.round,
+            "next_round": self.air.next_round,
+            "rounds": self.stream.n_rounds,
+            "exchange": self.state.exchange,
+            "exchanges": len(self.plans),
+            "epochs": self.config.schedule.epochs,
+            "virtual_time_s": self.air.virtual_time_s,
+            "wall_time_s": time.monotonic() - self.state.started_wall,
+            "bad_frames": self.state.bad_frames,
+            "stale_frames": self.state.stale_frames,
+            "accuracy": dict(self.state.accuracy),
+            "faults": self.setup.loss.describe(),
+            "nodes": self.registry.snapshot(),
+            "topology": self.setup.topology.to_dict(),
+            "endpoints": {"nodes": self.endpoints.nodes, "feed": self.endpoints.feed,
+                          "control": self.endpoints.control},
+            "error": self.state.error,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Make a record msgpack-safe for the feed (numpy scalars -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
