@@ -5,7 +5,7 @@ fitted parameters (aeon's dilations, features per dilation and biases; ours in k
 order). Ours runs as the whole model in one shard and as N shards one after the other (what
 N devices compute together). The last line is ``ratio: X.XX`` = ours (one shard) / aeon.
 
-    python benchmarks/transform.py [--dataset OSULeaf] [--repeats 5] [--shards 20]
+    python benchmarks/transform.py [--dataset OSULeaf] [--repeats 9] [--shards 20]
 """
 
 from __future__ import annotations
@@ -13,26 +13,29 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
 
-def _best_rate(fn, n_series: int, repeats: int) -> float:
-    """Series per second of the fastest of ``repeats`` runs."""
-    best = float("inf")
+def _best_rates(fns: dict[str, Callable[[], object]], n_series: int, repeats: int) -> dict[str, float]:
+    """Series per second of each function's fastest run; runs are interleaved so that a
+    busy machine slows every contender alike."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n_series / best
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: n_series / t for name, t in best.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="OSULeaf", help="a bundled dataset (default OSULeaf)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--shards", type=int, default=20)
     args = parser.parse_args(argv)
 
@@ -80,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(x)
     print(f"dataset {args.dataset}: {n} series of length {x.shape[1]}, {ours.shape[1]} features, "
           f"{len(dilations)} dilations, numba threads {get_num_threads()}")
-    aeon_rate = _best_rate(run_aeon, n, args.repeats)
-    ours_rate = _best_rate(run_ours, n, args.repeats)
-    shard_rate = _best_rate(run_shards, n, args.repeats)
+    rates = _best_rates({"aeon": run_aeon, "ours": run_ours, "shards": run_shards}, n, args.repeats)
+    aeon_rate, ours_rate, shard_rate = rates["aeon"], rates["ours"], rates["shards"]
     print(f"aeon MiniRocket (n_jobs=1):        {aeon_rate:10.1f} series/s")
     print(f"ours, one shard (84 kernels):      {ours_rate:10.1f} series/s")
     print(f"ours, {args.shards} shards in sequence:       {shard_rate:10.1f} series/s")

@@ -576,16 +576,17 @@ def _training(state: MonitorState, width: int) -> RenderableType:
     return Panel(rows, title="accuracy / loss", title_align="left", padding=(0, 1))
 
 
-def fault_text(fault: dict[str, Any], both_ways: bool = False) -> str:
+def fault_text(fault: dict[str, Any], both_ways: bool = False, round_no: int | None = None) -> str:
     """One line for one entry of ``LossModel.describe()`` (``both_ways``: the same fault is
-    on the reverse direction too, drawn ``a↔b``)."""
+    on the reverse direction too, drawn ``a↔b``; ``round_no``: say whether a jammer's
+    window is still ahead or already over at that round)."""
     try:
-        return _fault_text(fault, "↔" if both_ways else "→")
+        return _fault_text(fault, "↔" if both_ways else "→", round_no)
     except (TypeError, KeyError, IndexError, ValueError):
         return " ".join(f"{k}={v}" for k, v in fault.items())
 
 
-def _fault_text(fault: dict[str, Any], arrow: str) -> str:
+def _fault_text(fault: dict[str, Any], arrow: str, round_no: int | None) -> str:
     kind = fault.get("kind")
     link = fault.get("link")
     where = "every link" if link is None else f"link {link[0]}{arrow}{link[1]}"
@@ -601,12 +602,17 @@ def _fault_text(fault: dict[str, Any], arrow: str) -> str:
     if kind == "jam":
         target = fault.get("nodes") or fault.get("region")
         stop = fault.get("to_round")
-        window = f"from round {fault.get('from_round')}" + ("" if stop is None else f" to {stop - 1}")
+        start = fault.get("from_round") or 0
+        window = f"from round {start}" + ("" if stop is None else f" to {stop - 1}")
+        if round_no is not None and stop is not None and round_no >= stop:
+            window += " (over)"
+        elif round_no is not None and round_no < start:
+            window += " (ahead)"
         return f"jam #{fault.get('id')} on {target} PRR×{fault.get('prr_factor')} {window}"
     return " ".join(f"{k}={v}" for k, v in fault.items())
 
 
-def fault_lines(faults: list[dict[str, Any]]) -> list[str]:
+def fault_lines(faults: list[dict[str, Any]], round_no: int | None = None) -> list[str]:
     """Faults as lines, a directed pair with the same fault both ways merged into ``a↔b``."""
     def key(f: dict[str, Any], reverse: bool) -> Any:
         link = f.get("link")
@@ -626,18 +632,20 @@ def fault_lines(faults: list[dict[str, Any]]) -> list[str]:
         if both:
             done.add(key(f, True))
         done.add(k)
-        lines.append(fault_text(f, both_ways=both))
+        lines.append(fault_text(f, both_ways=both, round_no=round_no))
     return lines
 
 
 def _faults(state: MonitorState, max_lines: int | None) -> RenderableType:
-    lines = fault_lines(state.faults)
+    lines = fault_lines(state.faults, state.next_round)
     body = _one_line(Text())
     if not lines:
         body.append("no faults injected", style="dim")
     shown = lines if max_lines is None or len(lines) <= max_lines else lines[: max_lines - 1]
     for i, line in enumerate(shown):
-        body.append(("\n" if i else "") + line, style="bold red" if "DOWN" in line else "yellow")
+        style = "bold red" if "DOWN" in line else "dim" if line.endswith(")") and "(over)" in line \
+            else "yellow"
+        body.append(("\n" if i else "") + line, style=style)
     if len(shown) < len(lines):
         body.append(f"\n… {len(lines) - len(shown)} more", style="dim")
     return Panel(body, title=f"faults ({len(lines)})", title_align="left", padding=(0, 1))

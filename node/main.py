@@ -109,7 +109,7 @@ class NodeProcess:
             device = Device(device=msg.device, config=config, data=data)
         except RamBudgetExceeded as exc:
             log.error("refused: %s", exc)
-            self._send(Error(code="ram_budget", message=f"device {msg.device}: {exc}"))
+            self._send(Error(code="ram_budget", message=str(exc)))
             self.exit_code = EXIT_REFUSED
             self._stop = True
             return

@@ -181,6 +181,19 @@ class TestLinks:
         assert view.prr[0, 1] == pytest.approx(1 - 0.1 / 0.4)
         assert view.prr[1, 2] == 1.0
 
+    def test_fault_lines_merge_both_directions_and_date_jammers(self) -> None:
+        from coordinator.monitor import fault_lines
+
+        loss = LossModel(Topology.grid(2, 3))
+        loss.link_down(0, 1)
+        loss.link_down(1, 2, directed=True)
+        loss.jam(nodes=[4], prr_factor=0.5, from_round=10, to_round=20)
+        lines = fault_lines(loss.describe(), round_no=25)
+        assert lines[:2] == ["link 0↔1 DOWN", "link 1→2 DOWN"]
+        assert lines[2].startswith("jam #0 on [4] PRR×0.5 from round 10 to 19") and "(over)" in lines[2]
+        assert "(ahead)" in fault_lines(loss.describe(), round_no=5)[2]
+        assert "(" not in fault_lines(loss.describe(), round_no=15)[2]
+
     def test_sparkline_scales_and_buckets(self) -> None:
         assert sparkline([0.0, 0.5, 1.0], 3, 0.0, 1.0) == "▁▅█"
         assert sparkline([None, 1.0], 2, 0.0, 1.0) == " █"
@@ -511,3 +524,55 @@ def test_dashboard_in_a_terminal_exits_cleanly_on_ctrl_c(driver: Driver) -> None
     finally:
         proc.kill()
         os.close(master)
+
+
+# --- a real testbed: `rocknet run` with node processes ------------------------------------
+
+def wait_for_round(control: str, at_least: int, timeout_s: float) -> dict[str, Any]:
+    """Ask ``status`` until the run has published ``at_least`` rounds."""
+    deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            with ControlClient(control, timeout_s=1.0) as client:
+                status = client.request("status").data
+        except Exception:  # not bound yet, or busy starting: ask again
+            continue
+        if status.get("next_round", 0) >= at_least or status.get("phase") in ("finished", "failed"):
+            return status
+    raise AssertionError(f"the run did not reach round {at_least}: {status.get('phase')}")
+
+
+def test_jsonl_attached_to_a_real_run(tmp_path: Path) -> None:
+    node, feed, control = free_port(), free_port(), free_port()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "run", "--nodes", "2", "--dataset", "GunPoint",
+         "--epochs", "30", "--node-port", str(node), "--feed-port", str(feed),
+         "--control-port", str(control), "--no-reference", "--quiet", "--out", str(tmp_path / "run")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        endpoint = f"tcp://127.0.0.1:{control}"
+        status = wait_for_round(endpoint, 30, 120)
+        assert status["phase"] == "running", run.stderr.read() if run.poll() is not None else status
+        mon = subprocess.run(
+            [sys.executable, "-m", "coordinator.cli", "monitor", "--jsonl", "--count", "5",
+             "--connect", endpoint, "--feed-port", str(feed), "--wait", "30"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert mon.returncode == 0, mon.stderr
+        lines = jsonl(mon.stdout)
+        snap = lines[0]
+        assert snap["type"] == "snapshot" and snap["round"] >= 29 and snap["n_devices"] == 2
+        assert [n["status"] for n in snap["nodes"]] == ["up"] * 2
+        rounds = [line for line in lines if line["type"] == "round"]
+        assert [r["round"] for r in rounds] == list(range(snap["round"] + 1, snap["round"] + 6))
+        assert all(len(r["nodes"]) == 2 and len(r["decoded_ratio"]) == 2 for r in rounds)
+        with ControlClient(endpoint) as client:
+            assert client.request("stop").ok
+        assert run.wait(60) in (0, 1)
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGINT)
+            try:
+                run.wait(30)
+            except subprocess.TimeoutExpired:
+                run.kill()
