@@ -10,7 +10,7 @@ round is taken when the round is resolved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,31 +32,64 @@ class RoundOutcome:
     alive_devices: np.ndarray  # bool [N]
     compute_s: float  # modeled compute window (slowest device), seconds
     latency_s: float  # compute window + slots x slot length, seconds
-
-    def decoded_all(self, device_node: int, packet_ids: tuple[int, ...]) -> bool:
-        if not packet_ids:
-            return False
-        return bool(self.air.decoded[device_node, list(packet_ids)].all())
+    series_ok: np.ndarray  # bool [N]: device decoded every packet of the round's series
+    logits_ok: np.ndarray  # bool [N receivers, N sources]: ... of that source's partial logits
 
 
-@dataclass
+def _message_ok(decoded: np.ndarray, packet_ids: tuple[int, ...]) -> np.ndarray:
+    """bool [rows]: every packet of a message decoded (False for a message with no packets)."""
+    if not packet_ids:
+        return np.zeros(decoded.shape[0], dtype=bool)
+    return decoded[:, list(packet_ids)].all(axis=1)
+
+
+@dataclass(frozen=True)
 class NodeTotals:
-    """Per device, summed over the run (energy in mJ, times in seconds)."""
+    """One device's totals over the run (energy in mJ, times in seconds)."""
 
-    energy_mj: float = 0.0
-    energy_parts_mj: dict[str, float] = field(default_factory=dict)
-    radio_on_s: float = 0.0
-    compute_s_modeled: float = 0.0
-    tx_slots: int = 0
-    rx_packets: int = 0
-    lost_packets: int = 0
+    energy_mj: float
+    energy_parts_mj: dict[str, float]
+    radio_on_s: float
+    compute_s_modeled: float
+    tx_slots: int
+    rx_packets: int
+    lost_packets: int
 
-    def add_energy(self, parts: dict[str, float]) -> None:
-        for key, value in parts.items():
-            if key == "total_mj":
-                continue
-            self.energy_parts_mj[key] = self.energy_parts_mj.get(key, 0.0) + float(value)
-        self.energy_mj += float(parts["total_mj"])
+
+class Totals:
+    """Per-device totals kept as arrays (one entry per device), summed round by round."""
+
+    PARTS = ("cpu_mj", "tx_mj", "rx_mj", "low_power_mj")
+
+    def __init__(self, n_devices: int) -> None:
+        self.n = n_devices
+        self.parts = {k: np.zeros(n_devices) for k in self.PARTS}
+        self.radio_on_s = np.zeros(n_devices)
+        self.compute_s_modeled = np.zeros(n_devices)
+        self.tx_slots = np.zeros(n_devices, dtype=np.int64)
+        self.rx_packets = np.zeros(n_devices, dtype=np.int64)
+        self.lost_packets = np.zeros(n_devices, dtype=np.int64)
+
+    @property
+    def energy_mj(self) -> np.ndarray:
+        return sum(self.parts.values())  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, device: int) -> NodeTotals:
+        return NodeTotals(
+            energy_mj=float(self.energy_mj[device]),
+            energy_parts_mj={k: float(v[device]) for k, v in self.parts.items()},
+            radio_on_s=float(self.radio_on_s[device]),
+            compute_s_modeled=float(self.compute_s_modeled[device]),
+            tx_slots=int(self.tx_slots[device]),
+            rx_packets=int(self.rx_packets[device]),
+            lost_packets=int(self.lost_packets[device]),
+        )
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self[d] for d in range(self.n))
 
 
 class Air:
@@ -85,7 +118,7 @@ class Air:
         self.n_devices = len(self.device_nodes)
         self._cache: dict[int, RoundOutcome] = {}
         self.next_round = 0  # first round not yet resolved
-        self.totals = [NodeTotals() for _ in range(self.n_devices)]
+        self.totals = Totals(self.n_devices)
         self.virtual_time_s = 0.0
         # Modeled per-device MCU time per sample and per optimizer step (reported by nodes).
         self.sample_s = np.zeros(self.n_devices)
@@ -125,7 +158,13 @@ class Air:
         )
         compute_s = self._compute_window_s(round_no, alive_devices)
         latency_s = compute_s + air.n_slots * air.slot_s
-        outcome = RoundOutcome(round_no, packets, air, alive_devices.copy(), compute_s, latency_s)
+        at_devices = air.decoded[self.device_nodes]  # [N, G]
+        series_ok = _message_ok(at_devices, packets.series_packets)
+        logits_ok = np.stack(
+            [_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1
+        ) if packets.logits_packets else np.zeros((self.n_devices, 0), dtype=bool)
+        outcome = RoundOutcome(round_no, packets, air, alive_devices.copy(), compute_s, latency_s,
+                               series_ok, logits_ok)
         self._cache[round_no] = outcome
         self._account(outcome)
         return outcome
@@ -146,44 +185,47 @@ class Air:
         return work
 
     def _account(self, outcome: RoundOutcome) -> None:
+        """Add the round's energy, radio-on time and packet counts to every live device."""
         air = outcome.air
         self.virtual_time_s += outcome.latency_s
         compute = self._device_compute_s(outcome.round_no)
-        source_alive = outcome.alive_devices[outcome.packets.source.astype(np.int64)]
-        for device, node in enumerate(self.device_nodes):
-            if not outcome.alive_devices[device]:
-                continue
-            totals = self.totals[device]
-            parts = node_energy_mj(
-                tx_slots=int(air.tx_slots[node]),
-                rx_slots=int(air.rx_slots[node]),
-                off_slots=int(air.off_slots[node]),
-                slot_s=air.slot_s,
-                air_s=air.air_s,
-                cpu_s=float(compute[device]),
-                idle_s=max(0.0, outcome.compute_s - float(compute[device])),
-                consts=self.energy,
-                rx_ok_slots=None if air.rx_ok_slots is None else int(air.rx_ok_slots[node]),
-            )
-            totals.add_energy(parts.as_dict())
-            totals.radio_on_s += (int(air.tx_slots[node]) + int(air.rx_slots[node])) * air.slot_s
-            totals.compute_s_modeled += float(compute[device])
-            totals.tx_slots += int(air.tx_slots[node])
-            foreign = (outcome.packets.source != device) & source_alive
-            got = int(air.decoded[node, foreign].sum())
-            totals.rx_packets += got
-            totals.lost_packets += int(foreign.sum()) - got
+        nodes = self.device_nodes
+        parts = node_energy_mj(
+            tx_slots=air.tx_slots[nodes],
+            rx_slots=air.rx_slots[nodes],
+            off_slots=air.off_slots[nodes],
+            slot_s=air.slot_s,
+            air_s=air.air_s,
+            cpu_s=compute,
+            idle_s=np.maximum(0.0, outcome.compute_s - compute),
+            consts=self.energy,
+            rx_ok_slots=air.rx_ok_slots[nodes],
+        ).as_dict()
+        received, expected = self._foreign_counts(outcome)
+        live = outcome.alive_devices.astype(np.float64)
+        t = self.totals
+        for key in Totals.PARTS:
+            t.parts[key] += np.broadcast_to(np.asarray(parts[key], dtype=np.float64), live.shape) * live
+        t.radio_on_s += (air.tx_slots[nodes] + air.rx_slots[nodes]) * air.slot_s * live
+        t.compute_s_modeled += compute * live
+        live_i = outcome.alive_devices.astype(np.int64)
+        t.tx_slots += air.tx_slots[nodes] * live_i
+        t.rx_packets += received * live_i
+        t.lost_packets += (expected - received) * live_i
+
+    def _foreign_counts(self, outcome: RoundOutcome) -> tuple[np.ndarray, np.ndarray]:
+        """Per device: packets of other live sources it decoded, and how many there were."""
+        source = outcome.packets.source.astype(np.int64)
+        source_alive = outcome.alive_devices[source]  # [G]
+        foreign = (source[None, :] != np.arange(self.n_devices)[:, None]) & source_alive[None, :]
+        decoded = outcome.air.decoded[self.device_nodes]  # [N, G]
+        return (decoded & foreign).sum(axis=1), foreign.sum(axis=1)
 
     def round_record(self, outcome: RoundOutcome) -> dict[str, Any]:
         """One line of metrics.jsonl (what the monitor and the report read)."""
         air = outcome.air
-        nodes = self.device_nodes
-        source_alive = outcome.alive_devices[outcome.packets.source.astype(np.int64)]
-        decoded_ratio = []
-        for device, node in enumerate(nodes):
-            foreign = (outcome.packets.source != device) & source_alive
-            n = int(foreign.sum())
-            decoded_ratio.append(float(air.decoded[node, foreign].sum()) / n if n else 1.0)
+        received, expected = self._foreign_counts(outcome)
+        decoded_ratio = np.where(expected > 0, received / np.maximum(expected, 1), 1.0).tolist()
         s_item = self.stream.series_item(outcome.round_no)
         return {
             "type": "round",

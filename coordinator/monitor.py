@@ -27,11 +27,12 @@ import argparse
 import enum
 import json
 import math
+import os
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -51,7 +52,7 @@ from coordinator.feedclient import (
 from protocol.frames import FeedEvent, FeedRound
 
 __all__ = [
-    "Applied", "EventEntry", "Follower", "LinkView", "MonitorState", "NodeRow", "View",
+    "Applied", "EventEntry", "Follower", "History", "LinkView", "MonitorState", "NodeRow", "View",
     "event_text", "fault_lines", "fault_text", "link_view", "render_dashboard", "run_monitor", "sparkline",
 ]
 
@@ -109,6 +110,43 @@ class EventEntry:
     data: dict[str, Any]
 
 
+class History:
+    """A series over the whole run in at most ``2 * capacity`` points: when full, pairs of
+    points are merged (mean; None if both are missing) and later points are taken in pairs."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.stride = 1  # rounds per stored point
+        self._points: list[float | None] = []
+        self._pending: list[float | None] = []
+
+    def append(self, value: float | None) -> None:
+        self._pending.append(value)
+        if len(self._pending) < self.stride:
+            return
+        self._points.append(_bucket_mean(self._pending))
+        self._pending = []
+        if len(self._points) >= 2 * self.capacity:
+            pts = self._points
+            self._points = [_bucket_mean(pts[i:i + 2]) for i in range(0, len(pts), 2)]
+            self.stride *= 2
+
+    def clear(self) -> None:
+        self.stride = 1
+        self._points, self._pending = [], []
+
+    def values(self) -> list[float | None]:
+        return self._points + ([_bucket_mean(self._pending)] if self._pending else [])
+
+    def __len__(self) -> int:
+        return len(self._points) + (1 if self._pending else 0)
+
+    def __iter__(self) -> Iterator[float | None]:
+        return iter(self.values())
+
+
 class MonitorState:
     """A snapshot plus the feed messages applied since, and short histories for sparklines.
 
@@ -116,9 +154,9 @@ class MonitorState:
     been shown to meet the snapshot (see the module docstring).
     """
 
-    def __init__(self, history: int = 4096, max_events: int = 500) -> None:
-        if history < 2 or max_events < 1:
-            raise ValueError("history must be >= 2 and max_events >= 1")
+    def __init__(self, history: int = 1024, max_events: int = 500) -> None:
+        if history < 1 or max_events < 1:
+            raise ValueError("history and max_events must be >= 1")
         self.run: dict[str, Any] = {}
         self.next_round = 0
         self.confirmed = False
@@ -131,9 +169,9 @@ class MonitorState:
         self.faults: list[dict[str, Any]] = []
         self.topology: dict[str, Any] | None = None
         self.nodes: dict[int, NodeRow] = {}
-        self.train_accuracy: deque[float | None] = deque(maxlen=history)
-        self.train_loss: deque[float | None] = deque(maxlen=history)
-        self.eval_accuracy: deque[float] = deque(maxlen=history)
+        self.train_accuracy = History(history)  # per round, whole run
+        self.train_loss = History(history)
+        self.eval_accuracy = History(history)  # per evaluation pass
         self._eval_key: tuple[Any, Any] | None = None
         self.events: deque[EventEntry] = deque(maxlen=max_events)
         self.rounds_applied = 0
@@ -1005,11 +1043,15 @@ class Follower:
     def _apply(self, msg: FeedMessage, outputs: list[Output]) -> list[Output]:
         result = self.state.apply(msg, self.clock())
         if result is Applied.GAP:
-            if outputs and outputs[0].kind == "snapshot" and not self.state.confirmed:
-                # Nothing since that snapshot was applied, and it is not printed yet.
-                outputs = [self._resync(resync=outputs[0].resync)]
-            else:
-                outputs.append(self._resync())
+            try:
+                if outputs and outputs[0].kind == "snapshot" and not self.state.confirmed:
+                    # Nothing since that snapshot was applied, and it is not printed yet.
+                    outputs = [self._resync(resync=outputs[0].resync)]
+                else:
+                    outputs.append(self._resync())
+            except ControlTimeout:  # no answer: the next round will ask again
+                self.state.lost_since_s = self.state.lost_since_s or self.clock()
+                return outputs
             result = self.state.apply(msg, self.clock())
             if result is Applied.GAP:  # still ahead: the next snapshot will tell
                 return outputs
@@ -1034,7 +1076,7 @@ class Follower:
     def probe(self) -> list[Output]:
         """Ask ``status`` while the feed is quiet: refresh the header, detect missed rounds."""
         try:
-            snapshot = take_snapshot(self.endpoints.control, self.snapshot_timeout_s)
+            snapshot = take_snapshot(self.endpoints.control, min(self.snapshot_timeout_s, 1.0))
         except ControlTimeout:
             if self.state.lost_since_s is None:
                 self.state.lost_since_s = self.clock()
@@ -1116,6 +1158,15 @@ def _run_dashboard(follower: Follower, args: argparse.Namespace, err: TextIO) ->
         return render_dashboard(state, View(width=size.width, height=size.height,
                                             page=int((now - start) // PAGE_S), now_s=now))
 
+    if not console.is_terminal:
+        print("rocknet monitor: stdout is not a terminal: the dashboard is printed once, when "
+              "the monitor stops (use --jsonl for a stream of JSON lines)", file=err)
+        try:
+            while not (count and state.rounds_applied >= count):
+                follower.poll(period)
+        finally:
+            console.print(frame())
+        return 0
     with Live(frame(), console=console, screen=True, auto_refresh=False,
               redirect_stderr=False) as live:
         next_frame = follower.clock()
@@ -1158,10 +1209,12 @@ def run_monitor(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         if not args.jsonl and follower.state.snapshots:
             _goodbye(follower.state, out)
         return 0
-    except CoordinatorGone as exc:
+    except (CoordinatorGone, ControlTimeout) as exc:
         print(f"rocknet monitor: {exc}", file=err)
         return 4
-    except BrokenPipeError:
+    except BrokenPipeError:  # `rocknet monitor --jsonl | head`: the reader is done
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
         follower.close()

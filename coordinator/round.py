@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coordinator.air import Air
+from coordinator.air import Air, RoundOutcome
 from protocol.frames import Round, Rx, Tx
 from protocol.schedule import Stream
 
@@ -118,40 +118,36 @@ def deliver(plan: ExchangePlan, txs: dict[int, Tx], air: Air) -> dict[int, Rx]:
                 sent[row_of[item], tx.device] = tx.logits[row]
                 sent_mask[row_of[item], tx.device] = True
 
+    series_rounds = [t for t in range(plan.series_from, plan.series_to) if t in series_by_item]
     out: dict[int, Rx] = {}
     for device in txs:
-        node = int(air.device_nodes[device])
-        s_items, s_rows, s_labels = [], [], []
-        for item in range(plan.series_from, plan.series_to):
-            if item not in series_by_item or int(air.stream.owner[item]) == device:
-                continue
-            outcome = air.outcome(item)
-            if outcome is not None and outcome.decoded_all(node, outcome.packets.series_packets):
-                s_items.append(item)
-                s_rows.append(series_by_item[item][0])
-                s_labels.append(series_by_item[item][1])
+        s_items = [
+            t for t in series_rounds
+            if int(air.stream.owner[t]) != device and _outcome(air, t).series_ok[device]
+        ]
         mask = np.zeros((len(logits_items), n), bool)
         for row, item in enumerate(logits_items):
-            outcome = air.outcome(item + 1)
-            if outcome is None:
-                continue
-            for source in range(n):
-                if not sent_mask[row, source]:
-                    continue
-                if source == device or outcome.decoded_all(node, outcome.packets.logits_packets[source]):
-                    mask[row, source] = True
+            mask[row] = _outcome(air, item + 1).logits_ok[device] & sent_mask[row]
+        mask[:, device] = sent_mask[:, device]  # a device always has its own payloads
         logits = np.where(mask[:, :, None], sent, np.float32(0.0)).astype(np.float32)
         out[device] = Rx(
             exchange=plan.exchange,
             series_items=np.asarray(s_items, np.int32),
-            series=np.asarray(s_rows, np.int8).reshape(len(s_rows), length),
-            labels=np.asarray(s_labels, np.int16),
+            series=np.asarray([series_by_item[t][0] for t in s_items], np.int8).reshape(len(s_items), length),
+            labels=np.asarray([series_by_item[t][1] for t in s_items], np.int16),
             logits_items=np.asarray(logits_items, np.int32),
             logits=logits,
             logits_mask=mask,
             radio={},
         )
     return out
+
+
+def _outcome(air: Air, round_no: int) -> RoundOutcome:
+    outcome = air.outcome(round_no)
+    if outcome is None:
+        raise RuntimeError(f"round {round_no} was not resolved before delivery (a planning bug)")
+    return outcome
 
 
 def silent_rx(plan: ExchangePlan, air: Air) -> Rx:

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from node import adam8bit
+from node.shard import ShardSpec
 from protocol.model import ModelConfig, lr_at
 
 #: Lanes of the partial-logit dot product (fixed, so the summation order is fixed).
@@ -196,6 +197,18 @@ class ShardHead:
             self.qv_b = np.full(self.n_classes, zv, dtype=np.uint8)
             self.absmax_m_b = np.zeros(adam8bit.n_blocks(self.n_classes), dtype=np.float32)
             self.absmax_v_b = np.zeros(adam8bit.n_blocks(self.n_classes), dtype=np.float32)
+
+    @classmethod
+    def for_shard(cls, spec: ShardSpec, n_classes: int, cfg: ModelConfig, total_steps: int) -> ShardHead:
+        """The head of the device described by ``spec`` (owns b iff device 0).
+
+        ``total_steps``: the run's optimizer steps, ``stream.steps`` (equal to
+        ``protocol.model.total_steps(n_train, cfg)`` for ``protocol.model.schedule_config``).
+        """
+        return cls(
+            n_classes, spec.n_features, spec.owns_bias, cfg, spec.device, spec.n_devices,
+            total_features=spec.n_features_total, total_steps=total_steps,
+        )
 
     # ------------------------------------------------------------------ forward / backward
 

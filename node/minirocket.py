@@ -193,7 +193,7 @@ def transform(
     """PPV features of kernels ``[kernel_start, kernel_stop)`` of int8 series.
 
     Args:
-        X: int8[n, L] quantized series.
+        X: int8[n, L] quantized series (a single int8[L] series is taken as one row).
         dilations, features_per_dilation: int32[D] from :func:`protocol.model.fit_dilations`.
         biases_of_shard: float32[(kernel_stop - kernel_start) * P], kernel-major.
         kernel_start, kernel_stop: the shard's kernel range.
@@ -201,6 +201,8 @@ def transform(
     Returns:
         float32[n, (kernel_stop - kernel_start) * P], kernel-major.
     """
+    if isinstance(X, np.ndarray) and X.ndim == 1:
+        X = X[None, :]
     X, dilations, features_per_dilation = _check(X, dilations, features_per_dilation, kernel_start, kernel_stop)
     per_kernel = int(features_per_dilation.sum())
     biases_of_shard = np.ascontiguousarray(biases_of_shard, dtype=np.float32)

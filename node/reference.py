@@ -36,6 +36,7 @@ import numpy as np
 from node.head import ShardHead, sum_partial_logits
 from node.minirocket import fit_biases, transform
 from node.scaling import FeatureScaler
+from node.shard import build_shard
 from protocol.model import (
     ModelConfig,
     bias_fit_rows,
@@ -146,9 +147,8 @@ def train_reference(
                       np.zeros((0, biases.shape[0]), dtype=np.float32))
         n_feat = f_train[-1].shape[1]
         scalers.append(FeatureScaler(n_feat, enabled=cfg.feature_scaling))
-        heads.append(
-            ShardHead(n_classes, n_feat, s == 0, cfg, s, n_shards, total_features=total, total_steps=stream.steps)
-        )
+        heads.append(ShardHead.for_shard(build_shard(cfg, length, s, n_shards), n_classes, cfg, stream.steps))
+        assert heads[-1].n_features == n_feat and heads[-1].total_features == total
 
     epochs = stream.config.epochs
     loss_sum = np.zeros(epochs)

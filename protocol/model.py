@@ -70,9 +70,9 @@ class ModelConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    weight_decay: float = 30.0
+    weight_decay: float = 100.0
     batch_size: int = 16
-    epochs: int = 20
+    epochs: int = 15
     lr_schedule: str = "cosine"
     lr_min_ratio: float = 0.0
     feature_scaling: bool = True

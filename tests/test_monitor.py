@@ -194,6 +194,18 @@ class TestLinks:
         assert "(ahead)" in fault_lines(loss.describe(), round_no=5)[2]
         assert "(" not in fault_lines(loss.describe(), round_no=15)[2]
 
+    def test_history_keeps_the_whole_run_in_bounded_points(self) -> None:
+        from coordinator.monitor import History
+
+        h = History(capacity=4)
+        for v in range(100):
+            h.append(float(v))
+        values = h.values()
+        assert len(values) < 8 + 1 and h.stride == 16
+        assert values[0] == pytest.approx(np.mean(range(16)))  # the start is still there
+        assert values[-1] == pytest.approx(np.mean(range(96, 100)))  # and the latest points
+        assert History(4).values() == []
+
     def test_sparkline_scales_and_buckets(self) -> None:
         assert sparkline([0.0, 0.5, 1.0], 3, 0.0, 1.0) == "▁▅█"
         assert sparkline([None, 1.0], 2, 0.0, 1.0) == " █"
@@ -546,14 +558,14 @@ def wait_for_round(control: str, at_least: int, timeout_s: float) -> dict[str, A
 def test_jsonl_attached_to_a_real_run(tmp_path: Path) -> None:
     node, feed, control = free_port(), free_port(), free_port()
     run = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "run", "--nodes", "2", "--dataset", "GunPoint",
+        [sys.executable, "-m", "coordinator.cli", "run", "--nodes", "3", "--dataset", "GunPoint",
          "--epochs", "30", "--node-port", str(node), "--feed-port", str(feed),
          "--control-port", str(control), "--no-reference", "--quiet", "--out", str(tmp_path / "run")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         endpoint = f"tcp://127.0.0.1:{control}"
         status = wait_for_round(endpoint, 30, 120)
-        assert status["phase"] == "running", run.stderr.read() if run.poll() is not None else status
+        assert status["phase"] == "running", status.get("error")
         mon = subprocess.run(
             [sys.executable, "-m", "coordinator.cli", "monitor", "--jsonl", "--count", "5",
              "--connect", endpoint, "--feed-port", str(feed), "--wait", "30"],
@@ -561,11 +573,11 @@ def test_jsonl_attached_to_a_real_run(tmp_path: Path) -> None:
         assert mon.returncode == 0, mon.stderr
         lines = jsonl(mon.stdout)
         snap = lines[0]
-        assert snap["type"] == "snapshot" and snap["round"] >= 29 and snap["n_devices"] == 2
-        assert [n["status"] for n in snap["nodes"]] == ["up"] * 2
+        assert snap["type"] == "snapshot" and snap["round"] >= 29 and snap["n_devices"] == 3
+        assert [n["status"] for n in snap["nodes"]] == ["up"] * 3
         rounds = [line for line in lines if line["type"] == "round"]
         assert [r["round"] for r in rounds] == list(range(snap["round"] + 1, snap["round"] + 6))
-        assert all(len(r["nodes"]) == 2 and len(r["decoded_ratio"]) == 2 for r in rounds)
+        assert all(len(r["nodes"]) == 3 and len(r["decoded_ratio"]) == 3 for r in rounds)
         with ControlClient(endpoint) as client:
             assert client.request("stop").ok
         assert run.wait(60) in (0, 1)
