@@ -158,16 +158,21 @@ class Air:
         )
         compute_s = self._compute_window_s(round_no, alive_devices)
         latency_s = compute_s + air.n_slots * air.slot_s
+        outcome = self.make_outcome(round_no, packets, air, alive_devices.copy(), compute_s, latency_s)
+        self._cache[round_no] = outcome
+        self._account(outcome)
+        return outcome
+
+    def make_outcome(self, round_no: int, packets: RoundPackets, air: AirResult,
+                     alive_devices: np.ndarray, compute_s: float, latency_s: float) -> RoundOutcome:
+        """A :class:`RoundOutcome` with its per-message delivery masks."""
         at_devices = air.decoded[self.device_nodes]  # [N, G]
         series_ok = _message_ok(at_devices, packets.series_packets)
         logits_ok = np.stack(
             [_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1
         ) if packets.logits_packets else np.zeros((self.n_devices, 0), dtype=bool)
-        outcome = RoundOutcome(round_no, packets, air, alive_devices.copy(), compute_s, latency_s,
-                               series_ok, logits_ok)
-        self._cache[round_no] = outcome
-        self._account(outcome)
-        return outcome
+        return RoundOutcome(round_no, packets, air, alive_devices, compute_s, latency_s,
+                            series_ok, logits_ok)
 
     def _compute_window_s(self, round_no: int, alive_devices: np.ndarray) -> float:
         """The round's compute window: the slowest device's modeled work for it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -25,6 +25,8 @@ FEED_MAX_BYTES = 4 * 2**20
 FEED_RCVHWM = 200_000
 
 FeedMessage = Union[FeedRound, FeedEvent]
+#: Configures a socket for CURVE before it connects (as ``ControlClient(curve=...)`` takes).
+CurveSetup = Callable[[zmq.Socket], None]
 
 
 class EndpointError(ValueError):
@@ -40,10 +42,11 @@ class Endpoints:
 
 
 def resolve_endpoints(connect: str, control_port: int, feed_port: int) -> Endpoints:
-    """Endpoints from ``--connect`` (``HOST`` or the control socket ``tcp://HOST:PORT``).
+    """Endpoints from ``--connect``: ``HOST``, or the control socket as ``HOST:PORT`` or
+    ``tcp://HOST:PORT``.
 
-    With a bare host both ports come from the flags; with ``tcp://HOST:PORT`` the control
-    port is the URL's and the feed is ``tcp://HOST:feed_port``.
+    With a bare host both ports come from the flags; otherwise the control port is the one
+    given and the feed is ``tcp://HOST:feed_port``.
     """
     text = connect.strip()
     if not text:
@@ -52,10 +55,13 @@ def resolve_endpoints(connect: str, control_port: int, feed_port: int) -> Endpoi
         if not 0 < port < 65536:
             raise EndpointError(f"{flag} must be a TCP port in 1..65535, got {port}")
     if "://" not in text:
-        if ":" in text.strip("[]") and not text.startswith("["):
-            raise EndpointError(f"--connect {connect!r}: give a host, or tcp://HOST:PORT "
-                                "for the control socket")
-        return Endpoints(f"tcp://{text}:{control_port}", f"tcp://{text}:{feed_port}")
+        if text.count(":") == 1:  # HOST:PORT of the control socket
+            text = f"tcp://{text}"
+        elif ":" in text:
+            raise EndpointError(f"--connect {connect!r}: give a host, HOST:PORT or "
+                                "tcp://HOST:PORT (IPv6: tcp://[ADDR]:PORT)")
+        else:
+            return Endpoints(f"tcp://{text}:{control_port}", f"tcp://{text}:{feed_port}")
     scheme, _, rest = text.partition("://")
     host, sep, port_text = rest.rpartition(":")
     if scheme != "tcp" or not sep or not host or not port_text.isdigit():
@@ -81,7 +87,7 @@ class FeedClient:
     """
 
     def __init__(self, endpoint: str, max_bytes: int = FEED_MAX_BYTES,
-                 ctx: zmq.Context | None = None) -> None:
+                 ctx: zmq.Context | None = None, curve: CurveSetup | None = None) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self.endpoint = endpoint
@@ -98,6 +104,8 @@ class FeedClient:
         # are dropped (and counted) by decode() below instead.
         self.sock.setsockopt(zmq.MAXMSGSIZE, max(DEFAULT_MAX_BYTES, max_bytes))
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if curve is not None:
+            curve(self.sock)
         self._events = self.sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         self._connected = False

@@ -243,13 +243,12 @@ def run_testbed(
     progress = _Progress(setup, enabled=launch.progress)
 
     def record_round(record: dict[str, Any]) -> None:
-        writer.record(record)
         progress.update(record)
         if on_round is not None:
             on_round(record)
 
-    coord = Coordinator(setup, launch.coordinator, on_round=record_round, on_event=writer.record,
-                        scenario=launch.scenario)
+    coord = Coordinator(setup, launch.coordinator, on_round=record_round, scenario=launch.scenario,
+                        writer=writer, checkpoint_dir=out)
     backend: LocalBackend | None = None
     reference_dir = Path(tempfile.mkdtemp(prefix="rocknet-ref-"))
     reference = start_reference(setup, reference_dir) if launch.reference else None

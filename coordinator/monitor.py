@@ -42,6 +42,7 @@ from rich.text import Text
 
 from coordinator.client import ControlClient, ControlTimeout
 from coordinator.feedclient import (
+    CurveSetup,
     EndpointError,
     Endpoints,
     FeedClient,
@@ -49,11 +50,12 @@ from coordinator.feedclient import (
     feed_port_of,
     resolve_endpoints,
 )
-from protocol.frames import FeedEvent, FeedRound
+from protocol.frames import FeedRound
 
 __all__ = [
-    "Applied", "EventEntry", "Follower", "History", "LinkView", "MonitorState", "NodeRow", "View",
-    "event_text", "fault_lines", "fault_text", "link_view", "render_dashboard", "run_monitor", "sparkline",
+    "Applied", "CoordinatorGone", "EventEntry", "Follower", "History", "LinkView", "MonitorState",
+    "NodeRow", "Output", "SnapshotRefused", "View", "event_text", "fault_lines", "fault_text",
+    "link_view", "render_dashboard", "run_monitor", "sparkline", "take_snapshot",
 ]
 
 #: Dashboard refreshes per second.
@@ -434,8 +436,14 @@ def link_view(topology: dict[str, Any], faults: list[dict[str, Any]], round_no: 
     from protocol.topology import Topology, TopologyError
 
     try:
+        if "prr" not in topology and "links" in topology:  # sparse form: [[a, b, prr], ...]
+            n = len(topology["roles"])
+            dense = np.zeros((n, n))
+            for a, b, p in topology["links"]:
+                dense[int(a), int(b)] = float(p)
+            topology = dict(topology, prr=dense)
         topo = Topology.from_dict(topology)
-    except (TopologyError, TypeError, ValueError):
+    except (TopologyError, TypeError, ValueError, KeyError, IndexError):
         return None
     model = LossModel(topo)
     ge: list[tuple[list[int] | None, float]] = []
@@ -923,6 +931,10 @@ class CoordinatorGone(RuntimeError):
     """No coordinator answered within the time allowed."""
 
 
+class SnapshotRefused(RuntimeError):
+    """The coordinator answered ``status`` with an error (its message says why)."""
+
+
 @dataclass
 class Output:
     """Something to print in ``--jsonl`` mode: a snapshot or a feed message."""
@@ -951,13 +963,15 @@ class Output:
         return out
 
 
-def take_snapshot(endpoint: str, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> dict[str, Any]:
-    """One ``status`` answer from the coordinator; :class:`ControlTimeout` if none."""
-    with ControlClient(endpoint, timeout_s=timeout_s) as client:
+def take_snapshot(endpoint: str, timeout_s: float = SNAPSHOT_TIMEOUT_S,
+                  curve: CurveSetup | None = None) -> dict[str, Any]:
+    """One ``status`` answer from the coordinator: :class:`ControlTimeout` if none came,
+    :class:`SnapshotRefused` if it was an error."""
+    with ControlClient(endpoint, timeout_s=timeout_s, curve=curve) as client:
         reply = client.request("status")
     if not reply.ok or not isinstance(reply.data, dict) or "next_round" not in reply.data:
-        raise ControlTimeout(f"the coordinator at {endpoint} answered status without a "
-                             f"snapshot: {reply.message}")
+        raise SnapshotRefused(f"the coordinator at {endpoint} answered status without a "
+                              f"snapshot: {reply.message}")
     return dict(reply.data)
 
 
@@ -965,13 +979,18 @@ class Follower:
     """Keeps a :class:`MonitorState` in step with a coordinator (see the module docstring)."""
 
     def __init__(self, endpoints: Endpoints, state: MonitorState | None = None,
-                 snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S, clock: Any = time.monotonic) -> None:
+                 snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S, clock: Any = time.monotonic,
+                 curve: CurveSetup | None = None) -> None:
         self.endpoints = endpoints
         self.state = state or MonitorState()
         self.snapshot_timeout_s = snapshot_timeout_s
         self.clock = clock
-        self.feed = FeedClient(endpoints.feed)
+        self.curve = curve
+        self.feed = FeedClient(endpoints.feed, curve=curve)
         self._last_probe_s = 0.0
+
+    def _snapshot(self, timeout_s: float) -> dict[str, Any]:
+        return take_snapshot(self.endpoints.control, timeout_s, self.curve)
 
     def close(self) -> None:
         self.feed.close()
@@ -987,7 +1006,7 @@ class Follower:
             if deadline is not None:
                 timeout = min(timeout, max(deadline - self.clock(), 0.05))
             try:
-                return take_snapshot(self.endpoints.control, timeout)
+                return self._snapshot(timeout)
             except ControlTimeout:
                 if not told and log is not None:
                     print(f"waiting for coordinator at {self.endpoints.control} "
@@ -1006,7 +1025,7 @@ class Follower:
         host = self.endpoints.feed.rpartition(":")[0]
         self.endpoints = Endpoints(self.endpoints.control, f"{host}:{port}")
         self.feed.close()
-        self.feed = FeedClient(self.endpoints.feed)
+        self.feed = FeedClient(self.endpoints.feed, curve=self.curve)
         return True
 
     def attach(self, wait_s: float, log: TextIO | None = None) -> list[Output]:
@@ -1018,7 +1037,7 @@ class Follower:
         # The coordinator is up, so the SUB connects within its reconnect interval; the
         # snapshot that counts is taken after that.
         self.feed.wait_connected(2.0)
-        snapshot = take_snapshot(self.endpoints.control, self.snapshot_timeout_s) \
+        snapshot = self._snapshot(self.snapshot_timeout_s) \
             if self.feed.connected else first
         self.state.load_snapshot(snapshot)
         outputs = [Output("snapshot", snapshot)]
@@ -1033,7 +1052,7 @@ class Follower:
         return outputs
 
     def _resync(self, resync: bool = True) -> Output:
-        snapshot = take_snapshot(self.endpoints.control, self.snapshot_timeout_s)
+        snapshot = self._snapshot(self.snapshot_timeout_s)
         self.state.load_snapshot(snapshot)
         self.state.resyncs += 1
         self.state.events.append(EventEntry(self.state.round, "monitor", {
@@ -1049,7 +1068,7 @@ class Follower:
                     outputs = [self._resync(resync=outputs[0].resync)]
                 else:
                     outputs.append(self._resync())
-            except ControlTimeout:  # no answer: the next round will ask again
+            except (ControlTimeout, SnapshotRefused):  # the next round will ask again
                 self.state.lost_since_s = self.state.lost_since_s or self.clock()
                 return outputs
             result = self.state.apply(msg, self.clock())
@@ -1076,8 +1095,8 @@ class Follower:
     def probe(self) -> list[Output]:
         """Ask ``status`` while the feed is quiet: refresh the header, detect missed rounds."""
         try:
-            snapshot = take_snapshot(self.endpoints.control, min(self.snapshot_timeout_s, 1.0))
-        except ControlTimeout:
+            snapshot = self._snapshot(min(self.snapshot_timeout_s, 1.0))
+        except (ControlTimeout, SnapshotRefused):
             if self.state.lost_since_s is None:
                 self.state.lost_since_s = self.clock()
             return []
@@ -1209,7 +1228,7 @@ def run_monitor(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         if not args.jsonl and follower.state.snapshots:
             _goodbye(follower.state, out)
         return 0
-    except (CoordinatorGone, ControlTimeout) as exc:
+    except (CoordinatorGone, ControlTimeout, SnapshotRefused) as exc:
         print(f"rocknet monitor: {exc}", file=err)
         return 4
     except BrokenPipeError:  # `rocknet monitor --jsonl | head`: the reader is done

@@ -66,6 +66,16 @@ class Registry:
         self._by_device[entry.device] = entry
         return entry, False
 
+    def restore(self, device: int, name: str, joins: int, forced_down: bool) -> NodeEntry:
+        """Re-create an entry from a coordinator checkpoint (nodes use their name as their
+        ZeroMQ routing id, so the restarted coordinator can address them at once)."""
+        entry = NodeEntry(device=device, name=name, identity=name.encode(), joins=joins,
+                          forced_down=forced_down)
+        self._by_name[name] = entry
+        self._by_identity[entry.identity] = entry
+        self._by_device[device] = entry
+        return entry
+
     @property
     def complete(self) -> bool:
         return len(self._by_name) == self.n_devices

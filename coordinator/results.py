@@ -52,6 +52,18 @@ class RunWriter:
     def record(self, record: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(_jsonable(record)) + "\n")
 
+    def flush(self) -> int:
+        """Flush metrics.jsonl to disk; returns its length in bytes."""
+        self._metrics.flush()
+        os.fsync(self._metrics.fileno())
+        return self._metrics.tell()
+
+    def truncate(self, length: int) -> None:
+        """Cut metrics.jsonl back to ``length`` bytes (what a checkpoint had seen)."""
+        self._metrics.flush()
+        self._metrics.truncate(length)
+        self._metrics.seek(length)
+
     def weights(self, finals: dict[int, Final]) -> Path:
         """Every device's final W_i and b, gathered at STOP (for equivalence checks)."""
         path = self.out_dir / "weights.npz"

@@ -107,6 +107,8 @@ class Coordinator:
         on_round: Callable[[dict[str, Any]], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         scenario: list[Any] | None = None,
+        writer: Any | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.setup = setup
         self.options = options
@@ -128,6 +130,9 @@ class Coordinator:
         self.endpoints = Endpoints()
         self._on_round = on_round
         self._on_event = on_event
+        self.writer = writer  # coordinator.results.RunWriter: metrics.jsonl
+        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / "coordinator.ckpt.npz"
+        self.resumed_from: int | None = None
         self.ctx = zmq.Context()
         self._bind()
         from coordinator.control import ControlHandler
@@ -147,6 +152,8 @@ class Coordinator:
 
         self.nodes = self.ctx.socket(zmq.ROUTER)
         self.nodes.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # A node that comes back under the same name (its routing id) replaces the old link.
+        self.nodes.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.nodes.setsockopt(zmq.LINGER, 0)
         self.nodes.setsockopt(zmq.SNDHWM, 100_000)
         self.nodes.setsockopt(zmq.RCVHWM, 100_000)
@@ -190,17 +197,74 @@ class Coordinator:
                 self.event("node_down", device=entry.device, name=entry.name, reason="disconnected")
             return False
 
+    def _send_raw(self, identity: bytes, raw: bytes) -> bool:
+        """Send an already encoded frame (see :meth:`_send_node`)."""
+        try:
+            self.nodes.send_multipart([identity, raw], copy=False)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            entry = self.registry.by_identity(identity)
+            if entry is not None and self.registry.gone(entry):
+                self.event("node_down", device=entry.device, name=entry.name, reason="disconnected")
+            return False
+
+    # ------------------------------------------------------------------ checkpoints
+    def _has_checkpoint(self) -> bool:
+        return self.checkpoint_path is not None and self.checkpoint_path.exists()
+
+    def _checkpoint(self, next_plan: int, pending: dict[int, bytes]) -> None:
+        if self.checkpoint_path is None:
+            return
+        from coordinator import checkpoint
+
+        offset = self.writer.flush() if self.writer is not None else 0
+        checkpoint.save(self.checkpoint_path, self, next_plan, pending, offset)
+
+    def _resume(self) -> int:
+        """Restore from the checkpoint; wait for the nodes; re-send the last RXs."""
+        from coordinator import checkpoint
+
+        assert self.checkpoint_path is not None
+        try:
+            resume = checkpoint.load(self.checkpoint_path, self)
+        except checkpoint.CoordinatorCheckpointError as exc:
+            raise RunAborted(str(exc)) from exc
+        if self.writer is not None:
+            self.writer.truncate(resume.metrics_offset)
+        self.resumed_from = resume.next_plan
+        log.info("resuming at exchange %d (round %d) from %s", resume.next_plan,
+                 self.air.next_round, self.checkpoint_path)
+        # Nodes reconnect by themselves (their DEALERs retry) and say they are there.
+        waiting = {e.identity for e in self.registry.entries()}
+        deadline = time.monotonic() + self.options.deadline_s
+        while waiting and time.monotonic() < deadline:
+            for identity, msg in self._poll(100):
+                waiting.discard(identity)
+                self._late_frame(identity, msg)
+        for entry in self.registry.entries():
+            if entry.identity in waiting:
+                self.registry.gone(entry)
+            elif entry.device in resume.pending_rx:
+                self._send_raw(entry.identity, resume.pending_rx[entry.device])
+        return resume.next_plan
+
     # ------------------------------------------------------------------ feed
     def event(self, event: str, **data: Any) -> None:
         """Publish a change (node up/down, fault injected...) and log it."""
         record = {"type": "event", "round": self.air.next_round, "event": event, **data}
         log.info("event %s %s", event, data)
         self.feed.send(encode(FeedEvent(round=self.air.next_round, event=event, data=_plain(data))))
+        if self.writer is not None:
+            self.writer.record(record)
         if self._on_event is not None:
             self._on_event(record)
 
     def _publish_round(self, record: dict[str, Any]) -> None:
         self.feed.send(encode(FeedRound(round=record["round"], data=_plain(record))))
+        if self.writer is not None:
+            self.writer.record(record)
         if self._on_round is not None:
             self._on_round(record)
 
@@ -239,6 +303,12 @@ class Coordinator:
                     continue
                 if isinstance(msg, Hello):
                     self._on_hello(identity, msg)
+                elif self.registry.by_identity(identity) is None:
+                    # Not registered (or registered with a coordinator that crashed before its
+                    # first checkpoint): ask it to say HELLO.
+                    self.state.stale_frames += 1
+                    if not isinstance(msg, (Error, Bye)):
+                        self._send_node(identity, Error(code="unknown_node", message="say HELLO first"))
                 else:
                     frames.append((identity, msg))
         return frames
@@ -302,6 +372,8 @@ class Coordinator:
                 self._early_frame(identity, msg)
 
     def _early_frame(self, identity: bytes, msg: Any) -> None:
+        if isinstance(msg, Heartbeat):
+            return
         if isinstance(msg, Error):
             entry = self.registry.by_identity(identity)
             who = f"node {entry.name!r} (device {entry.device})" if entry else "a node"
@@ -316,12 +388,16 @@ class Coordinator:
     def run(self) -> None:
         """The whole run: registration, every exchange, then STOP and FINAL collection."""
         try:
-            self.wait_for_nodes()
+            first = self._resume() if self._has_checkpoint() else None
+            if first is None:
+                self.wait_for_nodes()
+                first = 0
             self.state.phase = RUNNING
             self.state.started_wall = time.monotonic()
-            self.event("run_started", nodes=self.config.n_devices, exchanges=len(self.plans),
-                       rounds=self.stream.n_rounds)
-            for plan in self.plans:
+            self.event("run_resumed" if self.resumed_from is not None else "run_started",
+                       nodes=self.config.n_devices, exchanges=len(self.plans),
+                       rounds=self.stream.n_rounds, from_exchange=first)
+            for plan in self.plans[first:]:
                 self._wait_while_paused()
                 if self.state.stop_reason is not None:
                     break
@@ -385,8 +461,10 @@ class Coordinator:
             raise RunAborted("every node is down: nothing left to train (restart the nodes to rejoin)")
         outcomes = self.air.resolve_until(plan.last_round + 1, alive)
         rxs = deliver(plan, txs, self.air)
-        for identity, device in expected.items():
-            self._send_node(identity, rxs.get(device) or silent_rx(plan, self.air))
+        encoded = {
+            device: encode(rxs.get(device) or silent_rx(plan, self.air))
+            for device in expected.values()
+        }
         self._update_accuracy()
         for outcome in outcomes:
             record = self.air.round_record(outcome)
@@ -396,6 +474,10 @@ class Coordinator:
             self.state.round = outcome.round_no
             self._publish_round(record)
         self.air.forget_before(plan.series_from if plan.series_to > plan.series_from else plan.logits_from)
+        # Checkpoint before the RXs leave: a restart re-sends exactly these.
+        self._checkpoint(plan.exchange + 1, encoded)
+        for identity, device in expected.items():
+            self._send_raw(identity, encoded[device])
         if self.options.realtime:
             ahead = self.air.virtual_time_s - (time.monotonic() - self.state.started_wall)
             if ahead > 0:

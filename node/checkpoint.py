@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from protocol.digest import arrays_digest
+
 if TYPE_CHECKING:
     from node.device import Device
 
@@ -56,6 +58,7 @@ def save_checkpoint(path: Path, device: Device) -> None:
         "passes": [p.as_dict() for p in device.passes],
         "scalars": scalars,
     }
+    meta["digest"] = arrays_digest(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
@@ -85,6 +88,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); delete it to start fresh") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file; delete it to start fresh")
+    if meta.get("digest") != arrays_digest(arrays):
+        raise CheckpointError(f"{path} is corrupt (content digest mismatch); delete it to start fresh")
     return meta, arrays
 
 

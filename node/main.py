@@ -49,6 +49,8 @@ EXIT_OK = 0
 EXIT_REFUSED = 2  # configuration refused (RAM budget, version, bad WELCOME)
 EXIT_MEMORY = 3  # OS memory cap exceeded
 EXIT_LOST = 4  # coordinator silent for too long
+#: Seconds without traffic after which an idle node says it is still there.
+HEARTBEAT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class NodeOptions:
     curve_dir: Path | None = None
 
 
+def routing_id(name: str) -> bytes:
+    """ZeroMQ routing id of a node: its name (1..255 bytes, not starting with a zero byte)."""
+    raw = name.encode()
+    if not raw or len(raw) > 255 or raw[0] == 0:
+        raise ValueError(f"node name {name!r} must be 1..255 bytes and not start with NUL")
+    return raw
+
+
 class NodeProcess:
     """Owns the socket; turns frames into :class:`Device` calls and back."""
 
@@ -74,6 +84,9 @@ class NodeProcess:
         self.sock.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES)
         self.sock.setsockopt(zmq.SNDHWM, 10_000)
         self.sock.setsockopt(zmq.RCVHWM, 10_000)
+        # The name is the routing id: a restarted coordinator can address this node at once,
+        # and a restarted node (same name) takes its place (the coordinator sets HANDOVER).
+        self.sock.setsockopt(zmq.ROUTING_ID, routing_id(options.name))
         if options.curve_dir is not None:
             from protocol.keys import apply_client_keys
 
@@ -85,6 +98,7 @@ class NodeProcess:
         self.stale_frames = 0
         self._stop = False
         self.exit_code = EXIT_OK
+        self.last_sent = time.monotonic()
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_path(self) -> Path | None:
@@ -101,6 +115,7 @@ class NodeProcess:
     # ------------------------------------------------------------------ frames
     def _send(self, msg: Any) -> None:
         self.sock.send(encode(msg), copy=False)
+        self.last_sent = time.monotonic()
 
     def _on_welcome(self, msg: Welcome) -> None:
         try:
@@ -194,6 +209,9 @@ class NodeProcess:
         while not self._stop:
             events = dict(poller.poll(200))
             if self.sock not in events:
+                if time.monotonic() - self.last_sent > HEARTBEAT_S and self.device is not None:
+                    # Lets a restarted coordinator see that this node is connected.
+                    self._send(Heartbeat(device=self.device.device, exchange=-1))
                 if time.monotonic() - last_heard > self.options.idle_timeout_s:
                     log.error(
                         "coordinator at %s silent for %.0f s; giving up (restart the node to rejoin)",
@@ -220,6 +238,10 @@ class NodeProcess:
                 self._on_stop(msg)
             elif isinstance(msg, Heartbeat):
                 pass
+            elif isinstance(msg, Error) and msg.code == "unknown_node":
+                # A restarted coordinator that has no record of us: register again.
+                log.info("coordinator does not know this node (%s); saying HELLO again", msg.message)
+                self._send(self._hello())
             elif isinstance(msg, Error):
                 log.error("coordinator refused this node: %s", msg.message)
                 self.exit_code = EXIT_REFUSED

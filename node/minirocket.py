@@ -1,9 +1,9 @@
 """MiniRocket's kernels in numba, restricted to a contiguous range of kernels (a shard).
 
 Inputs are int8 series (DESIGN 1.1), so the convolution is exact integer arithmetic: the
-output of every kernel is an int32, a bias ``b`` is compared as ``C > floor(b)`` (the same
-test as ``C > b`` for an integer ``C``), and a feature is ``float32(count / n_positions)``.
-Fed the same values as float32 and the same fitted parameters, aeon's MiniRocket gives the
+output of every kernel is an integer (``|C| <= 1530``, held as int16), a bias ``b`` is
+compared as ``C > floor(b)`` (the same test as ``C > b`` for an integer ``C``), and a
+feature is ``float32(count / n_positions)``. Fed the same values as float32 and the same fitted parameters, aeon's MiniRocket gives the
 same numbers (up to the feature permutation, see
 :func:`protocol.model.aeon_to_kernel_major`).
 
@@ -36,7 +36,7 @@ _GOLDEN = (math.sqrt(5.0) + 1.0) / 2.0
 assert KERNEL_INDICES.shape == (N_KERNELS, 3)
 
 
-@njit("void(int8[::1], int64, int32[:, ::1], int32[::1])", cache=True, nogil=True)
+@njit("void(int8[::1], int64, int16[:, ::1], int16[::1])", cache=True, nogil=True)
 def _shifted(x, dilation, gamma, alpha):
     """Fill ``gamma[m, t] = 3 * x[t + (m - 4) * dilation]`` (0 outside) and
     ``alpha[t] = -sum_m x[t + (m - 4) * dilation]``.
@@ -124,7 +124,7 @@ def _count_above2(conv, n, threshold0, threshold1):
     nogil=True,
 )
 def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel_start, kernel_stop):
-    """:func:`transform` with biases given as int32 thresholds (see :func:`bias_thresholds`)."""
+    """:func:`transform` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
     n, length = X.shape
     n_dil = dilations.shape[0]
     per_kernel = 0
@@ -135,8 +135,8 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
         dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
     n_out = (kernel_stop - kernel_start) * per_kernel
     out = np.empty((n, n_out), dtype=np.float32)
-    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int32)
-    alpha = np.empty(length, dtype=np.int32)
+    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
+    alpha = np.empty(length, dtype=np.int16)
     conv = np.empty(length, dtype=np.int16)
     for i in range(n):
         x = X[i]
@@ -232,8 +232,8 @@ def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_s
     for j in range(1, n_dil):
         dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
     out = np.empty((kernel_stop - kernel_start) * per_kernel, dtype=np.float32)
-    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int32)
-    alpha = np.empty(length, dtype=np.int32)
+    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
+    alpha = np.empty(length, dtype=np.int16)
     conv = np.empty(length, dtype=np.float64)
     for k in range(kernel_start, kernel_stop):
         ia = KERNEL_INDICES[k, 0]

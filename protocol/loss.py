@@ -392,6 +392,50 @@ class LossModel:
                         "to_round": j.to_round})
         return out
 
+    # ------------------------------------------------------------------ persistence
+    def to_state(self) -> dict[str, Any]:
+        """Every fault and every Gilbert–Elliott chain state, as plain values (checkpoints)."""
+        def ge(g: _GEParams | None) -> list[float] | None:
+            return None if g is None else [g.p, g.r, g.loss_good, g.loss_bad]
+
+        return {
+            "p_global": self._p_global,
+            "p_link": [[a, b, p] for (a, b), p in sorted(self._p_link.items())],
+            "ge_global": ge(self._ge_global),
+            "ge_link": [[a, b, *ge(g)] for (a, b), g in sorted(self._ge_link.items())],  # type: ignore[misc]
+            "ge_state": [[a, b, bool(v)] for (a, b), v in sorted(self._ge_state.items())],
+            "down_links": sorted([a, b] for a, b in self._down_links),
+            "down_nodes": sorted(self._down_nodes),
+            "jams": [[j.jam_id, list(j.nodes), None if j.region is None else list(j.region),
+                      j.prr_factor, j.from_round, j.to_round] for j in self._jams],
+            "next_jam": self._next_jam,
+            "last_round": self._last_round,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`to_state`'s output (all or nothing; raises :class:`LossError`)."""
+        try:
+            p_link = {(int(a), int(b)): float(p) for a, b, p in state["p_link"]}
+            ge_global = None if state["ge_global"] is None else _GEParams(*map(float, state["ge_global"]))
+            ge_link = {(int(x[0]), int(x[1])): _GEParams(*map(float, x[2:6])) for x in state["ge_link"]}
+            ge_state = {(int(a), int(b)): bool(v) for a, b, v in state["ge_state"]}
+            down_links = {(int(a), int(b)) for a, b in state["down_links"]}
+            down_nodes = {self._node(n) for n in state["down_nodes"]}
+            jams = [Jam(int(i), tuple(int(n) for n in nodes), None if reg is None else tuple(map(float, reg)),
+                        float(f), int(fr), None if to is None else int(to))
+                    for i, nodes, reg, f, fr, to in state["jams"]]
+            p_global = float(state["p_global"])
+            next_jam, last_round = int(state["next_jam"]), int(state["last_round"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LossError(f"loss state is malformed: {exc}") from exc
+        for a, b in list(p_link) + list(ge_link) + list(down_links):
+            self._node(a), self._node(b)
+        self._p_global, self._p_link = p_global, p_link
+        self._ge_global, self._ge_link, self._ge_state = ge_global, ge_link, ge_state
+        self._down_links, self._down_nodes, self._jams = down_links, down_nodes, jams
+        self._next_jam, self._last_round = next_jam, last_round
+        self._changed()
+
     # ------------------------------------------------------------------ realization
     def node_up_mask(self) -> np.ndarray:
         """bool [n]: False for nodes taken down."""

@@ -40,7 +40,7 @@ def test_sum_partial_logits_is_left_to_right_in_device_order():
     big, small = np.float32(1e8), np.float32(4.0)
     parts = [np.array([big], np.float32), np.array([small], np.float32), np.array([-big], np.float32),
              np.array([small], np.float32)]
-    # ((1e8 + 4) - 1e8) + 4 = 8 in float32 (4 is below 1e8's resolution? 1e8 + 4 is exact: spacing 8)
+    # float32 spacing at 1e8 is 8: 1e8 + 4 rounds back to 1e8, so the order changes the sum
     expected = ((parts[0] + parts[1]) + parts[2]) + parts[3]
     assert sum_partial_logits(parts).tobytes() == expected.tobytes()
     assert sum_partial_logits(np.stack(parts)).tobytes() == expected.tobytes()

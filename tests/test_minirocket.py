@@ -121,6 +121,7 @@ def test_transform_matches_naive_definition(rng):
     assert list(dil) == [1, 2, 4] and list(fpd) == [2, 2, 2]
     biases = rng.normal(0, 150, size=n_features_total(fpd)).astype(np.float32)
     biases[:10] = np.round(biases[:10])  # integer biases: strict '>' matters
+    biases[10:14] = [1e9, -1e9, 1530.0, -1531.0]  # beyond any output: none / all count
     ours = transform(x, dil, fpd, biases, 0, N_KERNELS)
     for i in range(2):
         np.testing.assert_array_equal(ours[i], _naive_features(x[i], dil, fpd, biases))

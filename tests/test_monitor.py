@@ -172,6 +172,15 @@ class TestLinks:
         assert after is not None and after.pair_prr[1, 4] == pytest.approx(0.95)
         assert view.counts() == (7, 1, 4)  # 1-2 degraded; 0-1 cut; 1-4, 3-4, 4-5 jammed to 0
 
+    def test_a_sparse_topology_gives_the_same_view(self) -> None:
+        topo = Topology.default_testbed(6, 1)
+        dense = topo.to_dict()
+        sparse = {k: v for k, v in dense.items() if k != "prr"}
+        sparse["links"] = [[a, b, p] for a, b, p in topo.links()]
+        a, b = link_view(dense, [], 0), link_view(sparse, [], 0)
+        assert a is not None and b is not None and np.array_equal(a.prr, b.prr)
+        assert link_view({"roles": ["compute"]}, [], 0) is None  # unreadable: no view
+
     def test_gilbert_elliott_is_drawn_at_its_mean_loss(self) -> None:
         topo = Topology.line(3, prr=1.0)
         loss = LossModel(topo)
@@ -217,8 +226,11 @@ class TestLinks:
         assert (e.control, e.feed) == ("tcp://10.0.0.5:7102", "tcp://10.0.0.5:7101")
         e = resolve_endpoints("tcp://coord:9000", 7102, 7201)
         assert (e.control, e.feed) == ("tcp://coord:9000", "tcp://coord:7201")
+        assert resolve_endpoints("coord:9000", 7102, 7201) == e
         with pytest.raises(EndpointError):
             resolve_endpoints("udp://x:1", 7102, 7101)
+        with pytest.raises(EndpointError):
+            resolve_endpoints("tcp://x:port", 7102, 7101)
         with pytest.raises(EndpointError):
             resolve_endpoints("host", 0, 7101)
 
@@ -561,7 +573,7 @@ def test_jsonl_attached_to_a_real_run(tmp_path: Path) -> None:
         [sys.executable, "-m", "coordinator.cli", "run", "--nodes", "3", "--dataset", "GunPoint",
          "--epochs", "30", "--node-port", str(node), "--feed-port", str(feed),
          "--control-port", str(control), "--no-reference", "--quiet", "--out", str(tmp_path / "run")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         endpoint = f"tcp://127.0.0.1:{control}"
         status = wait_for_round(endpoint, 30, 120)
