@@ -29,7 +29,7 @@ RUN python3 -m venv /opt/rocknet \
  && pip install --no-cache-dir --no-index --find-links /wheels/deps \
         -r /wheels/requirements-node.txt
 COPY wheelhouse/project/ /wheels/project/
-COPY docker/healthcheck.py /opt/rocknet/bin/rocknet-healthcheck
+COPY docker/healthcheck.sh /opt/rocknet/bin/rocknet-healthcheck
 RUN pip install --no-cache-dir --no-index --no-deps /wheels/project/*.whl \
  && pip uninstall -q -y pip setuptools \
  && find /opt/rocknet/lib -type d -name tests -prune -exec rm -rf {} + \
@@ -46,7 +46,7 @@ USER rocknet
 WORKDIR /runs
 # Python turns SIGINT into KeyboardInterrupt: the process shuts down cleanly on `docker stop`.
 STOPSIGNAL SIGINT
-HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["rocknet-healthcheck", "connected", "7100"]
 CMD ["rocknet", "node", "--connect", "tcp://coordinator:7100", "--checkpoint-dir", "/runs/checkpoints"]
 
@@ -71,6 +71,6 @@ RUN python3 -m venv /tmp/pip-env \
 # --- coordinator: the node image plus the extra's packages ---------------------------------
 FROM node AS coordinator
 COPY --from=build-coordinator /opt/extras/ /
-HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["rocknet-healthcheck", "listening", "7102"]
 CMD ["rocknet", "coordinator", "--host", "0.0.0.0", "--out", "/runs/run"]

@@ -11,7 +11,7 @@ round is taken when the round is resolved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -117,6 +117,8 @@ class Air:
         self.device_nodes = np.asarray(topology.device_nodes, dtype=np.int64)
         self.n_devices = len(self.device_nodes)
         self._cache: dict[int, RoundOutcome] = {}
+        #: Called with a round number right before that round is resolved.
+        self.before_round: Callable[[int], None] | None = None
         self.next_round = 0  # first round not yet resolved
         self.totals = Totals(self.n_devices)
         self.virtual_time_s = 0.0
@@ -131,6 +133,8 @@ class Air:
         """Resolve every round below ``stop_round`` not yet resolved, in order."""
         new: list[RoundOutcome] = []
         while self.next_round < min(stop_round, self.stream.n_rounds):
+            if self.before_round is not None:
+                self.before_round(self.next_round)  # timed scenario events, exactly per round
             new.append(self._resolve(self.next_round, alive_devices))
             self.next_round += 1
         return new

@@ -15,9 +15,18 @@ class ControlTimeout(RuntimeError):
 
 
 class ControlClient:
-    """``with ControlClient("tcp://127.0.0.1:7102") as c: c.request("status")``."""
+    """``with ControlClient("tcp://127.0.0.1:7102") as c: c.request("status")``.
+
+    ``curve`` configures the socket for CURVE (``protocol.keys.operator_curve(DIR)``); when
+    it is not given, ``$ROCKNET_CURVE_DIR`` (if set) supplies the operator's key.
+    """
 
     def __init__(self, endpoint: str, timeout_s: float = 5.0, curve: Any | None = None) -> None:
+        if curve is None:
+            from protocol.keys import operator_curve_from_env
+
+            curve = operator_curve_from_env()
+        self.curve = curve is not None
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.ctx = zmq.Context()
@@ -33,7 +42,9 @@ class ControlClient:
         if not self.sock.poll(int(self.timeout_s * 1000)):
             raise ControlTimeout(
                 f"no coordinator answered at {self.endpoint} within {self.timeout_s:.0f} s "
-                "(is a run going? is --connect right?)"
+                "(is a run going? is --connect right?"
+                + (" does the coordinator know this operator key?)" if self.curve else
+                   " does the coordinator run with CURVE keys? then set ROCKNET_CURVE_DIR)")
             )
         try:
             return decode(self.sock.recv(), max_bytes=64 * CONTROL_MAX_BYTES, expect=ControlReply)

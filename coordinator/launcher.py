@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,7 +253,9 @@ def run_testbed(
     backend: LocalBackend | None = None
     reference_dir = Path(tempfile.mkdtemp(prefix="rocknet-ref-"))
     reference = start_reference(setup, reference_dir) if launch.reference else None
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Signal handlers can only be installed from the main thread (tests run us in others).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
 
     def on_signal(signum: int, _frame: Any) -> None:
         coord.state.stop_reason = f"signal {signal.Signals(signum).name}"
@@ -260,8 +263,8 @@ def run_testbed(
     started = time.monotonic()
     summary: dict[str, Any] = {}
     try:
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        for s in previous:
+            signal.signal(s, on_signal)
         if launch.spawn_nodes:
             warm_numba_cache()
             backend = LocalBackend(

@@ -392,8 +392,10 @@ class LinkView:
     pair_prr: np.ndarray = field(init=False, repr=False)
     pair_down: np.ndarray = field(init=False, repr=False)
     pair_degraded: np.ndarray = field(init=False, repr=False)
+    cache: dict[Any, Any] = field(init=False, repr=False, compare=False)  # rendered pieces
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cache", {})
         exists = self.base > 0
         directed = np.where(exists, self.prr, np.inf)
         pair = np.minimum(directed, directed.T)
@@ -606,19 +608,20 @@ def _one_line(text: Text) -> Text:
 
 
 def _training(state: MonitorState, width: int) -> RenderableType:
+    """Sparklines in a panel whose inside is ``width`` cells."""
     acc = state.accuracy
-    spark_w = max(8, width - 30)
+    spark_w = max(8, width - 10 - 16 - 2)  # label, value, grid padding
     rows = Table.grid(padding=(0, 1))
     rows.add_column(width=10)
     rows.add_column(width=spark_w, no_wrap=True)
-    rows.add_column(justify="right", no_wrap=True)
-    rows.add_row("train acc", Text(sparkline(state.train_accuracy, spark_w, 0.0, 1.0), "green"),
-                 _fmt(_num(acc.get("train_accuracy")), ".3f"))
-    rows.add_row("train loss", Text(sparkline(state.train_loss, spark_w, 0.0), "magenta"),
-                 _fmt(_num(acc.get("train_loss")), ".4f"))
+    rows.add_column(width=16, no_wrap=True, overflow="ellipsis")
+    rows.add_row(Text("train acc"), Text(sparkline(state.train_accuracy, spark_w, 0.0, 1.0), "green"),
+                 Text(_fmt(_num(acc.get("train_accuracy")), ".3f")))
+    rows.add_row(Text("train loss"), Text(sparkline(state.train_loss, spark_w, 0.0), "magenta"),
+                 Text(_fmt(_num(acc.get("train_loss")), ".4f")))
     eval_label = "" if acc.get("eval_epoch") is None else f" (epoch {acc['eval_epoch']})"
-    rows.add_row("eval acc", Text(sparkline(state.eval_accuracy, spark_w, 0.0, 1.0), "cyan"),
-                 _fmt(_num(acc.get("eval_accuracy")), ".3f") + eval_label)
+    rows.add_row(Text("eval acc"), Text(sparkline(state.eval_accuracy, spark_w, 0.0, 1.0), "cyan"),
+                 Text(_fmt(_num(acc.get("eval_accuracy")), ".3f") + eval_label))
     return Panel(rows, title="accuracy / loss", title_align="left", padding=(0, 1))
 
 
@@ -721,51 +724,67 @@ def _node_order(state: MonitorState, rows: int | None, page: int) -> tuple[list[
     return pinned + shown_rest, note
 
 
-def _node_table(rows: list[NodeRow], title: str | None = None) -> Table:
-    table = Table(title=title, expand=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("id", justify="right")
-    table.add_column("name", max_width=14, no_wrap=True, overflow="ellipsis")
-    table.add_column("status")
-    table.add_column("RAM B", justify="right")
-    table.add_column("energy mJ", justify="right")
-    table.add_column("rx", justify="right")
-    table.add_column("lost", justify="right")
-    table.add_column("decode", justify="right")
-    for r in rows:
+#: Node table columns: (header, width in cells, right-aligned).
+NODE_COLUMNS = (("id", 3, True), ("name", 12, False), ("status", 7, False), ("RAM B", 9, True),
+                ("energy mJ", 10, True), ("rx", 9, True), ("lost", 7, True), ("decode", 6, True))
+NODE_GAP = 1  # cells between columns
+NODE_TABLE_W = sum(w for _, w, _ in NODE_COLUMNS) + NODE_GAP * (len(NODE_COLUMNS) - 1)
+GROUP_GAP = 4  # cells between side-by-side node tables
+
+
+def _cell(text: str, width: int, right: bool) -> str:
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def _node_segments(r: NodeRow | None) -> list[tuple[str, str]]:
+    """One table row as ``(text, style)`` pieces, NODE_TABLE_W cells wide (None: header)."""
+    if r is None:
+        values = [(h, "bold") for h, _, _ in NODE_COLUMNS]
+    else:
         ratio = r.decode_ratio
         ratio_style = ("green" if ratio >= 0.9 else "yellow" if ratio >= 0.5 else "red") \
             if ratio is not None else "dim"
         status = r.status + ("" if r.alive is not False or r.status != UP else "*")
-        table.add_row(
-            str(r.id), r.name or "–", Text(status, STATUS_STYLE.get(r.status, "white")),
-            _fmt(r.ram_bytes, ","), _fmt(r.energy_mj, ",.2f"), _fmt(r.rx_packets, ","),
-            _fmt(r.lost_packets, ","), Text(_fmt(ratio, ".2f"), ratio_style),
-        )
-    return table
-
-
-NODE_TABLE_W = 78  # columns a node table needs at most
+        values = [(str(r.id), ""), (r.name or "–", ""), (status, STATUS_STYLE.get(r.status, "")),
+                  (_fmt(r.ram_bytes, ","), ""), (_fmt(r.energy_mj, ",.2f"), ""),
+                  (_fmt(r.rx_packets, ","), ""), (_fmt(r.lost_packets, ","), ""),
+                  (_fmt(ratio, ".2f"), ratio_style)]
+    out: list[tuple[str, str]] = []
+    for k, ((text, style), (_, width, right)) in enumerate(zip(values, NODE_COLUMNS)):
+        out.append(((" " * NODE_GAP if k else "") + _cell(text, width, right), style))
+    return out
 
 
 def _nodes(state: MonitorState, view: View, rows: int | None) -> RenderableType:
-    groups = max(1, min(4, view.width // (NODE_TABLE_W + 2)))
+    """The node table, as side-by-side groups of plain fixed-width lines (a rich Table of
+    hundreds of cells costs ~100 ms per refresh; these lines cost ~1 ms)."""
+    groups = max(1, min(4, (view.width - 4 + GROUP_GAP) // (NODE_TABLE_W + GROUP_GAP)))
     n = len(state.nodes)
     if rows is None:
         groups = min(groups, max(1, math.ceil(n / 25)))  # everything shown: keep it squarish
-        per_group = math.ceil(n / groups) if n else 0
         shown, note = _node_order(state, None, 0)
     else:
         rows = max(rows, 1)
         shown, note = _node_order(state, rows * groups, view.page)
         groups = min(groups, max(1, math.ceil(len(shown) / rows)))
-        per_group = math.ceil(len(shown) / groups) if shown else rows  # balanced columns
-    grid = Table.grid(padding=(0, 3))
-    chunks = [shown[i:i + per_group] for i in range(0, max(len(shown), 1), max(per_group, 1))] or [[]]
-    for _ in chunks:
-        grid.add_column(vertical="top")
-    grid.add_row(*(_node_table(c) for c in chunks))
+    per_group = max(1, math.ceil(len(shown) / groups)) if shown else 1  # balanced columns
+    chunks = [shown[i:i + per_group] for i in range(0, len(shown), per_group)] or [[]]
+    body = _one_line(Text())
+    blank = [(" " * NODE_TABLE_W, "")]
+    for line in range(-1, max(len(c) for c in chunks)):
+        if line >= 0:
+            body.append("\n")
+        for g, chunk in enumerate(chunks):
+            if g:
+                body.append(" " * GROUP_GAP)
+            pieces = _node_segments(None) if line < 0 else \
+                _node_segments(chunk[line]) if line < len(chunk) else blank
+            for text, style in pieces:
+                body.append(text, style=style or None)
     title = f"nodes ({n})" + (f": {note}" if note else "")
-    return Panel(grid, title=title, title_align="left", padding=(0, 1))
+    return Panel(body, title=title, title_align="left", padding=(0, 1))
 
 
 def _prr_style(prr: float) -> str:
@@ -776,7 +795,15 @@ def _topology_cells(links: LinkView, compact: bool) -> list[tuple[bool, Text]]:
     """Per topology node: (has a poor or degraded link, its coloured neighbour list).
 
     Compact cells list only links below PRR 0.9 or hit by a fault, then ``+k`` good ones.
+    Computed once per link view (the caller must not change the returned Texts).
     """
+    key = ("cells", compact)
+    if key not in links.cache:
+        links.cache[key] = _make_topology_cells(links, compact)
+    return links.cache[key]  # type: ignore[no-any-return]
+
+
+def _make_topology_cells(links: LinkView, compact: bool) -> list[tuple[bool, Text]]:
     cells: list[tuple[bool, Text]] = []
     for i in range(links.n_nodes):
         relay = links.roles[i] != "compute"
@@ -885,10 +912,13 @@ def _events(state: MonitorState, max_lines: int) -> RenderableType:
                  title_align="left", padding=(0, 1))
 
 
-def _two(left: RenderableType, right: RenderableType, ratio: tuple[int, int] = (1, 1)) -> Table:
-    grid = Table.grid(expand=True, padding=(0, 1))
-    grid.add_column(ratio=ratio[0])
-    grid.add_column(ratio=ratio[1])
+def _two(left: RenderableType, right: RenderableType, width: int,
+         ratio: tuple[int, int] = (1, 1)) -> Table:
+    """Two panels side by side in ``width`` cells (fixed widths: no measuring)."""
+    left_w = (width - 1) * ratio[0] // (ratio[0] + ratio[1])
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=left_w)
+    grid.add_column(width=width - 1 - left_w)
     grid.add_row(left, right)
     return grid
 
@@ -916,13 +946,13 @@ def render_dashboard(state: MonitorState, view: View | None = None) -> Renderabl
             left = view.height - top - bottom - 4
         node_rows = max(3, left)
         topo_lines = bottom - 2
-    training = _training(state, half)
+    training = _training(state, (view.width - 1) * 3 // 5 - 4)  # inside its panel
     faults = _faults(state, fault_rows if view.height is not None else None)
     return Group(
         _header(state, view),
-        _two(training, faults, (3, 2)),
+        _two(training, faults, view.width, (3, 2)),
         _nodes(state, view, node_rows),
-        _two(_topology(state, half, topo_lines), _events(state, events)),
+        _two(_topology(state, half, topo_lines), _events(state, events), view.width),
     )
 
 

@@ -44,6 +44,7 @@ from protocol.frames import (
     encode,
 )
 from protocol.frames import PROTOCOL_VERSION
+from protocol.keys import hello_refusal, user_of
 
 log = logging.getLogger("rocknet.coordinator")
 
@@ -138,6 +139,7 @@ class Coordinator:
         from coordinator.control import ControlHandler
 
         self.control = ControlHandler(self, scenario)
+        self.air.before_round = self.control.apply_due
 
     # ------------------------------------------------------------------ sockets
     def _bind(self) -> None:
@@ -283,13 +285,19 @@ class Coordinator:
         if self.nodes in events:
             for _ in range(10_000):
                 try:
-                    parts = self.nodes.recv_multipart(zmq.NOBLOCK)
+                    frames_in = self.nodes.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                if len(parts) != 2:
+                if len(frames_in) != 2:
                     self.state.bad_frames += 1
                     continue
-                identity, raw = parts
+                identity, raw = frames_in[0].bytes, frames_in[1].bytes
+                # With CURVE a node speaks only under the name of its key (protocol/keys.py).
+                user = user_of(frames_in[1]) if getattr(self, "auth", None) is not None else None
+                if user is not None and user != f"node:{identity.decode(errors='replace')}":
+                    self.state.bad_frames += 1
+                    log.warning("dropped a frame from %s sent under routing id %r", user, identity)
+                    continue
                 try:
                     msg = decode(raw)
                 except VersionMismatch as exc:
@@ -301,7 +309,11 @@ class Coordinator:
                     self.state.bad_frames += 1
                     log.warning("dropped a bad frame from a node (%d so far): %s", self.state.bad_frames, exc)
                     continue
-                if isinstance(msg, Hello):
+                if isinstance(msg, Hello) and (why := hello_refusal(user, msg.name)):
+                    self.state.bad_frames += 1
+                    log.warning("refused HELLO as %r: %s", msg.name, why)
+                    self._send_node(identity, Error(code="auth", message=why))
+                elif isinstance(msg, Hello):
                     self._on_hello(identity, msg)
                 elif self.registry.by_identity(identity) is None:
                     # Not registered (or registered with a coordinator that crashed before its
@@ -314,16 +326,21 @@ class Coordinator:
         return frames
 
     def _on_control(self, parts: list[bytes]) -> None:
-        if len(parts) < 2:
-            self.state.bad_frames += 1
-            return
-        identity, raw = parts[0], parts[-1]
+        identity, raw, command = parts[0], parts[-1], "?"
         try:
+            if len(parts) != 2:
+                raise ProtocolError(f"a control request is one frame, got {len(parts) - 1}")
             msg = decode(raw, max_bytes=CONTROL_MAX_BYTES, expect=Control)
+            command = msg.command
             reply = self.control.handle(msg)
         except ProtocolError as exc:
             self.state.bad_frames += 1
             reply = ControlReply(ok=False, message=f"bad control frame: {exc}", effective_round=-1, data={})
+        except Exception as exc:  # noqa: BLE001 - no control input may stop the run
+            self.state.bad_frames += 1
+            log.exception("control command %r failed", command)
+            reply = ControlReply(ok=False, message=f"{command}: {type(exc).__name__}: {exc}",
+                                 effective_round=-1, data={})
         try:
             self.ctl.send_multipart([identity, encode(reply)])
         except zmq.ZMQError:
@@ -331,6 +348,7 @@ class Coordinator:
 
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
         if msg.version != PROTOCOL_VERSION:
+            self.state.bad_frames += 1
             self._send_node(identity, Error(
                 code="version",
                 message=f"node speaks protocol {msg.version}, coordinator {PROTOCOL_VERSION}: "
@@ -340,6 +358,7 @@ class Coordinator:
         try:
             entry, rejoined = self.registry.register(msg.name, identity, msg.pid)
         except LookupError as exc:
+            self.state.stale_frames += 1
             log.warning("refused node %r: %s", msg.name, exc)
             self._send_node(identity, Error(code="full", message=str(exc)))
             return
@@ -401,7 +420,6 @@ class Coordinator:
                 self._wait_while_paused()
                 if self.state.stop_reason is not None:
                     break
-                self.control.apply_due(self.air.next_round)
                 self._exchange(plan)
             self.state.phase = FINISHED
         except RunAborted as exc:
@@ -491,6 +509,10 @@ class Coordinator:
 
     def _late_frame(self, identity: bytes, msg: Any) -> None:
         if isinstance(msg, Final):
+            entry = self.registry.by_identity(identity)
+            if entry is None or entry.device != msg.device:  # a FINAL for another device
+                self.state.bad_frames += 1
+                return
             self.finals[msg.device] = msg
         elif isinstance(msg, Bye):
             entry = self.registry.by_identity(identity)

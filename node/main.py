@@ -96,6 +96,7 @@ class NodeProcess:
         self.rounds: dict[int, Round] = {}
         self.bad_frames = 0
         self.stale_frames = 0
+        self.last_exchange = -1  # highest exchange answered since the last WELCOME
         self._stop = False
         self.exit_code = EXIT_OK
         self.last_sent = time.monotonic()
@@ -142,6 +143,7 @@ class NodeProcess:
             except CheckpointError as exc:
                 log.error("checkpoint refused (%s); starting this device from scratch", exc)
         self.device = device
+        self.last_exchange = -1
         log.info(
             "device %d of %d: kernels [%d, %d), %d features, RAM %d B",
             msg.device, config.n_devices, device.kernel_start, device.kernel_stop,
@@ -150,9 +152,10 @@ class NodeProcess:
 
     def _on_round(self, msg: Round) -> None:
         device = self.device
-        if device is None:
+        if device is None or msg.exchange <= self.last_exchange:  # no WELCOME yet, or a replay
             self.stale_frames += 1
             return
+        self.last_exchange = msg.exchange
         self.rounds = {msg.exchange: msg}
         s_items, series, labels = device.series_payload(msg.series_from, msg.series_to)
         l_items, logits = device.logits_payload(msg.logits_from, msg.logits_to)
@@ -178,6 +181,13 @@ class NodeProcess:
         if device is None or round_msg is None:
             self.stale_frames += 1
             return
+        cfg = device.config
+        if (msg.series.shape[1] != cfg.series_length
+                or msg.logits.shape[1:] != (cfg.n_devices, cfg.n_classes)
+                or (len(msg.labels) and not 0 <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
+            self.bad_frames += 1  # arrays of another run's shape: would corrupt the device
+            log.warning("dropped an RX with series %s, logits %s", msg.series.shape, msg.logits.shape)
+            return
         del self.rounds[msg.exchange]
         steps_before = device.steps_taken
         device.receive_series(
@@ -196,6 +206,7 @@ class NodeProcess:
             stats = device.final_metrics()
             stats["ram_bytes"] = device.ledger.total_bytes
             stats["bad_frames"] = self.bad_frames
+            stats["stale_frames"] = self.stale_frames
             self._send(Final(device=device.device, weights=weights, bias=bias, stats=stats))
         log.info("stop: %s", msg.reason)
         self._stop = True

@@ -279,7 +279,7 @@ class KeyRing:
         n = self.refused[(domain, fp)]
         if n == 1 or n % 100 == 0:
             known = self.users.get(key)
-            why = f"a {known.split(':')[0]} key, not allowed here" if known else "an unknown key"
+            why = f"{known}'s key, not allowed here" if known else "an unknown key"
             log.warning("refused a connection on %s: %s, fingerprint %s (attempt %d)",
                         domain, why, fp, n)
         return False

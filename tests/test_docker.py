@@ -29,12 +29,21 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 BUILD_SCRIPT = REPO / "docker" / "build-images.sh"
 N_NODES = 20
-#: Epochs for the long run: far more than the test lasts, so the run is still going at the end.
-LONG_EPOCHS = 100_000
+#: Epochs for a long run: minutes more than the test lasts here (GunPoint: 50 rounds an epoch).
+#: Not more: every process holds the whole sample stream (~3.5 kB an epoch).
+LONG_EPOCHS = 5_000
 #: Seconds a node has to answer an exchange before it counts as silent for it (the
 #: coordinator's --deadline); short, so that a killed node that is not noticed at once is
 #: reported down after a few seconds.
 DEADLINE_S = 5
+#: Compose override: no centralized reference training (it competes for the 2 cores).
+NO_REFERENCE = (
+    'version: "2.4"\n'
+    "services:\n"
+    "  coordinator:\n"
+    '    command: ["rocknet", "coordinator", "--host", "0.0.0.0", "--out", "/runs/run",'
+    ' "--no-reference"]\n'
+)
 
 
 def _compose_command() -> list[str] | None:
@@ -100,7 +109,7 @@ class Testbed:
         assert compose is not None
         self.compose = [*compose, "-p", self.project, "-f", str(COMPOSE_FILE)]
         if override is not None:
-            path = tmp_path / "docker-compose.override.yml"
+            path = tmp_path / f"{self.project}.override.yml"
             path.write_text(override)
             self.compose += ["-f", str(path)]
         self.last_status: dict[str, Any] = {}
@@ -203,8 +212,7 @@ def test_twenty_node_containers_train_and_a_killed_node_rejoins(
         "ROCKNET_NODES": str(N_NODES),
         "ROCKNET_EPOCHS": str(LONG_EPOCHS),
         "ROCKNET_DEADLINE": str(DEADLINE_S),
-        "ROCKNET_NO_REFERENCE": "1",
-    })
+    }, NO_REFERENCE)
     bed.up()
 
     status = bed.wait_for(
@@ -252,9 +260,7 @@ def test_node_over_its_memory_limit_is_oom_killed_and_reported_down(
     testbed_factory: Callable[..., Testbed],
 ) -> None:
     # node02 allocates 2 GiB once it has registered: far over the compose file's node limit.
-    override = (
-        'version: "2.4"\n'
-        "services:\n"
+    override = NO_REFERENCE + (
         "  node02:\n"
         "    environment:\n"
         "      - ROCKNET_DEBUG_ALLOCATE_MB=2048\n"
@@ -263,7 +269,6 @@ def test_node_over_its_memory_limit_is_oom_killed_and_reported_down(
         "ROCKNET_NODES": "2",
         "ROCKNET_EPOCHS": str(LONG_EPOCHS),
         "ROCKNET_DEADLINE": str(DEADLINE_S),
-        "ROCKNET_NO_REFERENCE": "1",
     }, override)
     bed.up("coordinator", "node01", "node02")
     container = bed.container("node02")
