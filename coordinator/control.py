@@ -135,7 +135,8 @@ class ControlHandler:
             text = handler(dict(msg.args))
         except (LossError, ValueError, TypeError, KeyError) as exc:
             return ControlReply(ok=False, message=f"{msg.command}: {exc}", effective_round=-1, data={})
-        c.event("fault", command=msg.command, args=dict(msg.args), effective_round=effective)
+        c.event("fault", command=msg.command, args=dict(msg.args), effective_round=effective,
+                faults=self.loss.describe())
         return ControlReply(
             ok=True, message=f"{text}; takes effect from round {effective}",
             effective_round=effective, data={"faults": self.loss.describe()},

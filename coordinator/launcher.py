@@ -204,6 +204,9 @@ def build_summary(coord: Coordinator, setup: RunSetup, wall_s: float, reference_
         "wall_time_s": wall_s,
         "realtime_factor": coord.air.virtual_time_s / wall_s if wall_s > 0 else None,
         "packet_loss_ratio": lost / (rx + lost) if rx + lost else 0.0,
+        "exchanges": len(coord.exchange_wall_s),
+        "exchange_wall_s_total": float(sum(coord.exchange_wall_s)),
+        "exchange_wall_ms_median": float(np.median(coord.exchange_wall_s) * 1e3) if coord.exchange_wall_s else None,
         "bad_frames": coord.state.bad_frames,
         "stale_frames": coord.state.stale_frames,
         "faults": setup.loss.describe(),
@@ -285,13 +288,14 @@ def run_testbed(
         if backend is not None:
             backend.terminate()
         wall = time.monotonic() - started
+        summary = build_summary(coord, setup, wall, None)
+        coord.close()  # nothing answers any more: clients see the coordinator gone
         ref_acc = collect_reference(reference, reference_dir, timeout_s=600.0) if reference else None
-        summary = build_summary(coord, setup, wall, ref_acc)
+        summary["centralized_test_accuracy"] = ref_acc
         if coord.finals:
             writer.weights(coord.finals)
         writer.summary(summary)
         writer.close()
-        coord.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return summary

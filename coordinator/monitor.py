@@ -1010,13 +1010,14 @@ class Follower:
 
     def __init__(self, endpoints: Endpoints, state: MonitorState | None = None,
                  snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S, clock: Any = time.monotonic,
-                 curve: CurveSetup | None = None) -> None:
+                 curve: CurveSetup | None = None, feed_curve: CurveSetup | None = None) -> None:
         self.endpoints = endpoints
         self.state = state or MonitorState()
         self.snapshot_timeout_s = snapshot_timeout_s
         self.clock = clock
-        self.curve = curve
-        self.feed = FeedClient(endpoints.feed, curve=curve)
+        self.curve = curve  # control socket (None: ControlClient's $ROCKNET_CURVE_DIR default)
+        self.feed_curve = feed_curve  # feed socket (None: plain, as the coordinator's PUB is)
+        self.feed = FeedClient(endpoints.feed, curve=feed_curve)
         self._last_probe_s = 0.0
 
     def _snapshot(self, timeout_s: float) -> dict[str, Any]:
@@ -1055,7 +1056,7 @@ class Follower:
         host = self.endpoints.feed.rpartition(":")[0]
         self.endpoints = Endpoints(self.endpoints.control, f"{host}:{port}")
         self.feed.close()
-        self.feed = FeedClient(self.endpoints.feed, curve=self.curve)
+        self.feed = FeedClient(self.endpoints.feed, curve=self.feed_curve)
         return True
 
     def attach(self, wait_s: float, log: TextIO | None = None) -> list[Output]:
@@ -1117,7 +1118,10 @@ class Follower:
         self.state.dropped_frames = self.feed.dropped
         now = self.clock()
         quiet_since = self.state.last_message_s or 0.0
-        if now - quiet_since >= PROBE_AFTER_S and now - self._last_probe_s >= PROBE_AFTER_S:
+        # A finished run's coordinator goes away: nothing to ask (a new run on the same ports
+        # shows up on the feed as rounds starting again, which resyncs).
+        if not self.state.finished and now - quiet_since >= PROBE_AFTER_S \
+                and now - self._last_probe_s >= PROBE_AFTER_S:
             self._last_probe_s = now
             outputs.extend(self.probe())
         return outputs

@@ -128,6 +128,7 @@ class Coordinator:
         self.plans = plan_exchanges(self.stream, lockstep=options.lockstep or options.realtime)
         self.state = RunState()
         self.finals: dict[int, Final] = {}
+        self.exchange_wall_s: list[float] = []  # coordinator-side wall time of each exchange
         self.endpoints = Endpoints()
         self._on_round = on_round
         self._on_event = on_event
@@ -189,9 +190,13 @@ class Coordinator:
     def _send_node(self, identity: bytes, msg: Any) -> bool:
         """Send to one node; False (and the node marked down) if its socket is gone."""
         try:
-            self.nodes.send_multipart([identity, encode(msg)], copy=False)
+            self.nodes.send_multipart([identity, encode(msg)], zmq.NOBLOCK, copy=False)
             return True
         except zmq.ZMQError as exc:
+            if exc.errno == zmq.EAGAIN:  # a peer that does not read must not block the run
+                log.log(logging.DEBUG if isinstance(msg, Error) else logging.WARNING,
+                        "dropped a %s to %r: its queue is full", type(msg).__name__, identity)
+                return False
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             entry = self.registry.by_identity(identity)
@@ -202,9 +207,12 @@ class Coordinator:
     def _send_raw(self, identity: bytes, raw: bytes) -> bool:
         """Send an already encoded frame (see :meth:`_send_node`)."""
         try:
-            self.nodes.send_multipart([identity, raw], copy=False)
+            self.nodes.send_multipart([identity, raw], zmq.NOBLOCK, copy=False)
             return True
         except zmq.ZMQError as exc:
+            if exc.errno == zmq.EAGAIN:  # a peer that does not read must not block the run
+                log.warning("dropped a frame to %r: its queue is full", identity)
+                return False
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             entry = self.registry.by_identity(identity)
@@ -342,8 +350,8 @@ class Coordinator:
             reply = ControlReply(ok=False, message=f"{command}: {type(exc).__name__}: {exc}",
                                  effective_round=-1, data={})
         try:
-            self.ctl.send_multipart([identity, encode(reply)])
-        except zmq.ZMQError:
+            self.ctl.send_multipart([identity, encode(reply)], zmq.NOBLOCK)
+        except zmq.ZMQError:  # gone, or not reading its replies: never block the run
             pass
 
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
@@ -435,6 +443,7 @@ class Coordinator:
                 self._late_frame(identity, msg)
 
     def _exchange(self, plan: ExchangePlan) -> None:
+        started = time.perf_counter()
         self.state.exchange = plan.exchange
         message = plan.message()
         expected: dict[bytes, int] = {}
@@ -496,6 +505,7 @@ class Coordinator:
         self._checkpoint(plan.exchange + 1, encoded)
         for identity, device in expected.items():
             self._send_raw(identity, encoded[device])
+        self.exchange_wall_s.append(time.perf_counter() - started)
         if self.options.realtime:
             ahead = self.air.virtual_time_s - (time.monotonic() - self.state.started_wall)
             if ahead > 0:
@@ -598,7 +608,7 @@ class Coordinator:
             "mode": "lockstep" if (self.options.lockstep or self.options.realtime) else "batch",
             "n_devices": self.config.n_devices,
             "registered": self.registry.registered,
-            "round": self.state.round,
+            "round": self.air.next_round - 1,  # last resolved round (-1: none yet)
             "next_round": self.air.next_round,
             "rounds": self.stream.n_rounds,
             "exchange": self.state.exchange,
@@ -611,11 +621,19 @@ class Coordinator:
             "accuracy": dict(self.state.accuracy),
             "faults": self.setup.loss.describe(),
             "nodes": self.registry.snapshot(),
-            "topology": self.setup.topology.to_dict(),
+            "topology": _sparse_topology(self.setup.topology),
             "endpoints": {"nodes": self.endpoints.nodes, "feed": self.endpoints.feed,
                           "control": self.endpoints.control},
             "error": self.state.error,
         }
+
+
+def _sparse_topology(topology: Any) -> dict[str, Any]:
+    """The topology with links as ``[a, b, prr]`` (a dense PRR matrix is too big for 200+ nodes)."""
+    data = dict(topology.to_dict())
+    data.pop("prr", None)
+    data["links"] = [[int(a), int(b), float(p)] for a, b, p in topology.links()]
+    return data
 
 
 def _plain(value: Any) -> Any:

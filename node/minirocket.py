@@ -32,11 +32,6 @@ from protocol.model import KERNEL_LENGTH, N_KERNELS
 #: The 84 kernels: the 3 positions (of 9) with weight 2; the other 6 have weight -1.
 KERNEL_INDICES = np.array(list(combinations(range(KERNEL_LENGTH), 3)), dtype=np.int64)
 _GOLDEN = (math.sqrt(5.0) + 1.0) / 2.0
-#: Count over the biases (not the positions) when an output has fewer positions than
-#: ``MANY_RATIO`` times its biases (short series, many biases); int16 counts need fewer
-#: than 2**15 positions.
-MANY_RATIO = 8
-MANY_MAX_POSITIONS = 32_000
 
 assert KERNEL_INDICES.shape == (N_KERNELS, 3)
 
@@ -97,19 +92,6 @@ def _count_above(conv, n, threshold):
 
 
 @njit(inline="always", cache=True)
-def _count_above_many(conv, n, thresholds, counts):
-    """``counts[f] = #{t < n: conv[t] > thresholds[f]}`` for every f, vectorized over the
-    thresholds: for short outputs with many biases (``n < 2**15``: int16 counts)."""
-    n_feat = thresholds.shape[0]
-    for f in range(n_feat):
-        counts[f] = 0
-    for t in range(n):
-        v = conv[t]
-        for f in range(n_feat):
-            counts[f] += v > thresholds[f]
-
-
-@njit(inline="always", cache=True)
 def _count_above4(conv, n, threshold0, threshold1, threshold2, threshold3):
     """:func:`_count_above` for four thresholds in one pass over ``conv``."""
     count0 = 0
@@ -157,10 +139,6 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
     gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
     alpha = np.empty(length, dtype=np.int16)
     conv = np.empty(length, dtype=np.int16)
-    max_feat = 0
-    for j in range(n_dil):
-        max_feat = max(max_feat, features_per_dilation[j])
-    counts = np.empty(max_feat, dtype=np.int16)
     # PPV values by count: row 0 for all L positions, row 1 + j for the valid positions
     # of dilation j; a lookup instead of a division per feature, with the same float32
     ppv = np.zeros((n_dil + 1, length + 1), dtype=np.float32)
@@ -195,11 +173,6 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
                 for t in range(n_pos):
                     conv[t] = al[t] + ga[t] + gb[t] + gc[t]
                 base = (k - kernel_start) * per_kernel + dil_start[j]
-                if n_pos < MANY_MAX_POSITIONS and n_pos < MANY_RATIO * n_feat:
-                    _count_above_many(conv, n_pos, thresholds[base : base + n_feat], counts)
-                    for f in range(n_feat):
-                        out[i, base + f] = table[counts[f]]
-                    continue
                 f = 0
                 while f + 4 <= n_feat:
                     c0, c1, c2, c3 = _count_above4(

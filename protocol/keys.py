@@ -409,6 +409,32 @@ def operator_curve_from_env() -> Callable[[zmq.Socket[Any]], None] | None:
     return operator_curve(value) if value else None
 
 
+# --------------------------------------------------------------------------- handshakes
+#: Socket-monitor events that end a ZMTP handshake (see :func:`handshake_result`).
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def handshake_result(monitor: zmq.Socket[Any], timeout_s: float) -> str | None:
+    """The first handshake outcome a socket monitor reports within ``timeout_s``.
+
+    ``monitor`` is ``sock.get_monitor_socket(HANDSHAKE_EVENTS)`` of a client socket, taken
+    before it connects. Returns ``"ok"``; ``"refused"`` (the coordinator's ZAP handler does not
+    know this key, or not on that socket); ``"mismatch"`` (one side speaks CURVE and the other
+    does not, or the coordinator's public key is wrong); or None (no outcome yet).
+    """
+    from zmq.utils.monitor import recv_monitor_message
+
+    if not monitor.poll(int(timeout_s * 1000)):
+        return None
+    event = recv_monitor_message(monitor)["event"]
+    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        return "ok"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return "refused"
+    return "mismatch"
+
+
 # --------------------------------------------------------------------------- rocknet keys
 def _names(args: argparse.Namespace) -> list[str]:
     if getattr(args, "names", None):
