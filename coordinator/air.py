@@ -6,6 +6,11 @@ the realization is cached and reused for every payload of that round (series and
 logits may travel in the same round but be asked for in different exchanges in batch mode).
 The air does not depend on packet contents, only on who transmits: a device's liveness for a
 round is taken when the round is resolved.
+
+The stream's mode (protocol/schedule.py, docs/modes.md) fixes each round's packets: series
+and partial logits (rocknet), plus the owner's ``g`` (private labels), or a slice of a sync's
+gradient messages (data-parallel). :attr:`Air.traffic` splits what went over the air by kind
+(calibration, training, evaluation) for the per-sample comparison of the modes.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from coordinator.traffic import Traffic, frame_bytes
 from protocol.energy import EnergyConstants, node_energy_mj
 from protocol.loss import LossModel
 from protocol.radio.air import AirResult, resolve
@@ -34,6 +40,10 @@ class RoundOutcome:
     latency_s: float  # compute window + slots x slot length, seconds
     series_ok: np.ndarray  # bool [N]: device decoded every packet of the round's series
     logits_ok: np.ndarray  # bool [N receivers, N sources]: ... of that source's partial logits
+    grad_ok: np.ndarray | None = None  # bool [N]: ... of the owner's g (private labels)
+    # bool [N receivers, N sources]: ... of that source's part of a sync in this round
+    # (True where the source has no packet in the round; data-parallel)
+    sync_ok: np.ndarray | None = None
 
 
 def _message_ok(decoded: np.ndarray, packet_ids: tuple[int, ...]) -> np.ndarray:
@@ -125,6 +135,10 @@ class Air:
         # Modeled per-device MCU time per sample and per optimizer step (reported by nodes).
         self.sample_s = np.zeros(self.n_devices)
         self.step_s = np.zeros(self.n_devices)
+        #: What went over the air, by kind (not in coordinator checkpoints: after a resume it
+        #: counts from the resumed round on).
+        self.traffic = Traffic(self.n_devices)
+        self.last_bytes_on_air = 0.0
 
     def outcome(self, round_no: int) -> RoundOutcome | None:
         return self._cache.get(round_no)
@@ -175,8 +189,13 @@ class Air:
         logits_ok = np.stack(
             [_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1
         ) if packets.logits_packets else np.zeros((self.n_devices, 0), dtype=bool)
+        grad_ok = _message_ok(at_devices, packets.grad_packets)
+        sync_ok = np.ones((self.n_devices, self.n_devices), dtype=bool)
+        for source, ids in enumerate(packets.sync_packets):
+            if ids:
+                sync_ok[:, source] = _message_ok(at_devices, ids)
         return RoundOutcome(round_no, packets, air, alive_devices, compute_s, latency_s,
-                            series_ok, logits_ok)
+                            series_ok, logits_ok, grad_ok, sync_ok)
 
     def _compute_window_s(self, round_no: int, alive_devices: np.ndarray) -> float:
         """The round's compute window: the slowest device's modeled work for it."""
@@ -185,11 +204,17 @@ class Air:
         return float(live.max()) if live.size else 0.0
 
     def _device_compute_s(self, round_no: int) -> np.ndarray:
+        """Per device, modeled MCU seconds of the work that round ``round_no`` waits for."""
         work = np.zeros(self.n_devices)
-        if self.stream.series_item(round_no) is not None:
+        stream = self.stream
+        if stream.data_parallel:
+            sync = stream.sync_of_round(round_no)
+            if sync is not None and round_no == sync.first_round:
+                # every sample processed locally since the last sync, on the whole model
+                work += stream.local_counts(sync) * self.sample_s
+        elif stream.series_item(round_no) is not None:
             work += self.sample_s  # transform (+ partial logits) of the series just received
-        item = self.stream.logits_item(round_no)
-        if item is not None and self.stream.step_after[item]:
+        if stream.step_item(round_no) is not None:
             work += self.step_s
         return work
 
@@ -221,6 +246,14 @@ class Air:
         t.tx_slots += air.tx_slots[nodes] * live_i
         t.rx_packets += received * live_i
         t.lost_packets += (expected - received) * live_i
+        energy = sum(np.broadcast_to(np.asarray(parts[k], dtype=np.float64), live.shape)
+                     for k in Totals.PARTS) * live
+        kinds = outcome.packets.kind
+        if kinds is None:
+            kinds = np.full(outcome.packets.n_packets, -1, dtype=np.int8)
+        self.last_bytes_on_air = self.traffic.add(
+            kinds, int(air.n_slots), outcome.latency_s, int(air.tx_slots.sum()),
+            frame_bytes(air.air_s), energy)
 
     def _foreign_counts(self, outcome: RoundOutcome) -> tuple[np.ndarray, np.ndarray]:
         """Per device: packets of other live sources it decoded, and how many there were."""
@@ -235,12 +268,12 @@ class Air:
         air = outcome.air
         received, expected = self._foreign_counts(outcome)
         decoded_ratio = np.where(expected > 0, received / np.maximum(expected, 1), 1.0).tolist()
-        s_item = self.stream.series_item(outcome.round_no)
+        kind, epoch = self._round_kind_epoch(outcome.round_no)
         return {
             "type": "round",
             "round": outcome.round_no,
-            "kind": None if s_item is None else ["calib", "train", "eval"][int(self.stream.kind[s_item])],
-            "epoch": None if s_item is None else int(self.stream.epoch[s_item]),
+            "kind": kind,
+            "epoch": epoch,
             "packets": outcome.packets.n_packets,
             "slots": int(air.n_slots),
             "slot_s": float(air.slot_s),
@@ -249,4 +282,22 @@ class Air:
             "alive": outcome.alive_devices.astype(int).tolist(),
             "decoded_ratio": [round(x, 4) for x in decoded_ratio],
             "loss": self.loss.describe(),
+            "bytes_on_air": frame_bytes(air.air_s) * int(air.tx_slots.sum()),
         }
+
+    def _round_kind_epoch(self, round_no: int) -> tuple[str | None, int | None]:
+        """The round's leading kind name and its epoch (rocknet: those of its series)."""
+        stream = self.stream
+        if stream.data_parallel:
+            sync = stream.sync_of_round(round_no)
+            if sync is None:
+                return None, None
+            return ["calib", "train", "eval"][sync.kind], int(stream.epoch[sync.local_to - 1])
+        if stream.mode == "rocknet":
+            item = stream.series_item(round_no)
+        else:
+            item = next((t for t in (stream.series_item(round_no), stream.logits_item(round_no),
+                                     stream.grad_item(round_no)) if t is not None), None)
+        if item is None:
+            return None, None
+        return ["calib", "train", "eval"][int(stream.kind[item])], int(stream.epoch[item])

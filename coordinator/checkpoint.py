@@ -1,7 +1,8 @@
 """The coordinator's checkpoint: everything needed to resume a run after a crash.
 
-Written after every exchange is resolved and *before* its RXs are sent (temp file + fsync +
-rename): the next exchange to run, the air (resolved rounds still needed, per-device totals,
+Written after every exchange is resolved and *before* its RXs are sent (temp file +
+rename; no fsync per exchange: the checkpoint guards against a crashed or killed coordinator
+process, whose written pages the OS keeps, at a cost the lockstep round budget allows): the next exchange to run, the air (resolved rounds still needed, per-device totals,
 virtual time, the loss model with its Gilbert–Elliott states), the registry (device id by
 node name), the metrics file's length, and the encoded RXs of the exchange. A restarted
 coordinator truncates ``metrics.jsonl`` to that length, sends those RXs again (a node that
@@ -105,8 +106,6 @@ def save(path: Path, coord: Coordinator, next_plan: int, pending_rx: dict[int, b
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,9 +25,11 @@ from node.memory import check as check_ram
 from node.memory import ledger as ram_ledger
 from node.minirocket import fit_biases, transform
 from node.scaling import FeatureScaler
+from protocol.frames import Round, Rx
 from protocol.model import feature_ranges, fit_dilations, kernel_ranges, total_steps
+from protocol.modes import stream_for
 from protocol.runconfig import RunConfig
-from protocol.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN, build_stream
+from protocol.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Device:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.stream = build_stream(cfg.schedule)
+        self.stream = stream_for(cfg)
         self.kernel_start, self.kernel_stop = kernel_ranges(cfg.n_devices)[self.device]
         self.dilations, self.features_per_dilation = fit_dilations(cfg.series_length, cfg.model)
         ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
@@ -213,6 +215,24 @@ class Device:
             key = (bool(self.stream.kind[item] == KIND_EVAL), int(self.stream.sample[item]))
             out[row] = self._features[key]
         return out
+
+    # ---------------------------------------------------------------- one exchange
+    def tx_payload(self, msg: Round) -> dict[str, np.ndarray]:
+        """The TX fields (besides exchange, device, stats) this device sends for ``msg``."""
+        s_items, series, labels = self.series_payload(msg.series_from, msg.series_to)
+        l_items, logits = self.logits_payload(msg.logits_from, msg.logits_to)
+        return {"series_items": s_items, "series": series, "labels": labels,
+                "logits_items": l_items, "logits": logits}
+
+    def on_rx(self, msg: Round, rx: Rx) -> None:
+        """Consume what the air delivered for the exchange of ``msg``."""
+        self.receive_series(msg.series_from, msg.series_to, rx.series_items, rx.series, rx.labels)
+        self.receive_logits(rx.logits_items, rx.logits, rx.logits_mask)
+        self.skip_items(msg.logits_from, msg.logits_to)
+
+    def on_silent(self, msg: Round) -> None:
+        """The exchange of ``msg`` went by without this device (it heard nothing)."""
+        self.skip_items(msg.logits_from, msg.logits_to)
 
     # ---------------------------------------------------------------- TX side
     def series_payload(self, first_round: int, stop_round: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

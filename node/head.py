@@ -95,6 +95,43 @@ def accumulate_batch_kernel(F, logits, labels, G, gb):
     return loss
 
 
+@njit("float64(float32[::1], int64, float32[::1])", cache=True, nogil=True)
+def softmax_gradient_kernel(logits, label, g):
+    """``g = softmax(logits) - onehot(label)`` into ``g`` (float32), exactly as
+    :func:`accumulate_kernel` computes it (softmax in float64, then rounded). Returns the
+    cross-entropy loss."""
+    n_classes = logits.shape[0]
+    mx = np.float64(logits[0])
+    for c in range(1, n_classes):
+        if logits[c] > mx:
+            mx = np.float64(logits[c])
+    total = 0.0
+    e = np.empty(n_classes, dtype=np.float64)
+    for c in range(n_classes):
+        e[c] = math.exp(np.float64(logits[c]) - mx)
+        total += e[c]
+    for c in range(n_classes):
+        p = e[c] / total
+        if c == label:
+            p -= 1.0
+        g[c] = np.float32(p)
+    return -(np.float64(logits[label]) - mx - math.log(total))
+
+
+@njit("void(float32[::1], float32[::1], float32[:, ::1], float32[::1])", cache=True, nogil=True)
+def accumulate_g_kernel(f, g, G, gb):
+    """Add ``g f^T`` to ``G`` and ``g`` to ``gb`` (the second half of
+    :func:`accumulate_kernel`, same order, so bitwise the same sums)."""
+    n_classes = g.shape[0]
+    nf = f.shape[0]
+    for c in range(n_classes):
+        gc = g[c]
+        row = G[c]
+        for j in range(nf):
+            row[j] += gc * f[j]
+        gb[c] += gc
+
+
 @njit("void(float32[::1], float32[::1], float32)", cache=True, nogil=True)
 def _mean_gradient(acc, out, count):
     for i in range(acc.shape[0]):
@@ -229,6 +266,23 @@ class ShardHead:
         self.count += 1
         self.loss_sum += loss
         return float(loss)
+
+    def softmax_gradient(self, logits_sum: np.ndarray, label: int) -> tuple[np.ndarray, float]:
+        """``(g float32[C], loss)``: ``g = softmax(z) - onehot(label)`` of summed logits
+        ``z``, bitwise what :meth:`accumulate` adds (private labels: the owner's message)."""
+        z = self._check_logits(logits_sum)[0]
+        g = np.empty(self.n_classes, dtype=np.float32)
+        loss = softmax_gradient_kernel(z, self._check_label(label), g)
+        return g, float(loss)
+
+    def accumulate_gradient(self, f: np.ndarray, g: np.ndarray) -> None:
+        """Add ``g f^T`` (``g float32[C]`` from :meth:`softmax_gradient`, possibly another
+        device's): bitwise the same accumulators as :meth:`accumulate` with the logits and
+        label ``g`` came from. The loss is not known here (``loss_sum`` is unchanged)."""
+        f = self._check_features(f)[0]
+        g = self._check_logits(g)[0]
+        accumulate_g_kernel(f, g, self.grad_W, self.grad_b)
+        self.count += 1
 
     def accumulate_batch(self, F: np.ndarray, logits_sums: np.ndarray, labels: np.ndarray) -> float:
         """:meth:`accumulate` for rows in order (bitwise the same); returns the summed loss."""
@@ -376,4 +430,6 @@ def warm_up() -> None:
         z = h.partial_logits(F)
         h.accumulate(F[0], z[0], 1)
         h.accumulate_batch(F, z, np.array([0, 1]))
+        g, _ = h.softmax_gradient(z[0], 1)
+        h.accumulate_gradient(F[0], g)
         h.step()

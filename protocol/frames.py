@@ -119,6 +119,21 @@ def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX
 
 # --- the messages -------------------------------------------------------------------------
 
+def _optional_array(dtype: str, ndim: int) -> Any:
+    """An array field that defaults to an empty array (``shape (0,)*ndim``) of ``dtype``."""
+    return dataclasses.field(default_factory=lambda: np.zeros((0,) * ndim, dtype=dtype),
+                             metadata={"dtype": dtype, "ndim": ndim})
+
+
+def _check_grads(msg: Tx | Rx) -> None:
+    if msg.grads.shape[0] != len(msg.grad_items):
+        msg.fail(f"grad_items has {len(msg.grad_items)} items, grads {msg.grads.shape[0]} "
+                 "rows: they must match")
+    if len(msg.grad_items) and len(msg.logits_items) and msg.grads.shape[1] != msg.logits.shape[-1]:
+        msg.fail(f"grads have {msg.grads.shape[1]} classes, logits {msg.logits.shape[-1]}: "
+                 "they must match")
+
+
 def _check_series(msg: Tx | Rx) -> None:
     k = len(msg.series_items)
     if msg.series.shape[0] != k or len(msg.labels) != k:
@@ -164,8 +179,10 @@ class Welcome(Message):
 @register
 @dataclass(frozen=True, eq=False)
 class Round(Message):
-    """Coordinator -> node: send the series of rounds ``[series_from, series_to)`` and the
-    partial logits of items ``[logits_from, logits_to)``."""
+    """Coordinator -> node: send the series of items ``[series_from, series_to)``, the
+    partial logits of items ``[logits_from, logits_to)``, (private labels) the ``g`` of
+    items ``[grad_from, grad_to)`` you own, and (data-parallel, ``sync >= 0``) your message
+    of sync ``sync``."""
 
     TYPE: ClassVar[str] = "ROUND"
     exchange: int
@@ -173,18 +190,26 @@ class Round(Message):
     series_to: int
     logits_from: int
     logits_to: int
+    grad_from: int = 0
+    grad_to: int = 0
+    sync: int = -1
 
     def check(self) -> None:
-        if self.series_from > self.series_to or self.logits_from > self.logits_to:
-            self.fail(f"ranges [{self.series_from}, {self.series_to}) and "
-                      f"[{self.logits_from}, {self.logits_to}) must not run backwards")
+        if (self.series_from > self.series_to or self.logits_from > self.logits_to
+                or self.grad_from > self.grad_to):
+            self.fail(f"ranges [{self.series_from}, {self.series_to}), "
+                      f"[{self.logits_from}, {self.logits_to}) and "
+                      f"[{self.grad_from}, {self.grad_to}) must not run backwards")
+        if self.sync < -1:
+            self.fail(f"sync is a sync number or -1 (none), got {self.sync}")
 
 
 @register
 @dataclass(frozen=True, eq=False)
 class Tx(Message):
     """Node -> coordinator: its payloads of an exchange (series it owns, partial logits
-    ``[m, C]``) and its stats."""
+    ``[m, C]``, the ``g = softmax(z) - onehot(y)`` ``[k, C]`` of items it owns (private
+    labels), its sync message as raw bytes (data-parallel)) and its stats."""
 
     TYPE: ClassVar[str] = "TX"
     exchange: int
@@ -195,16 +220,22 @@ class Tx(Message):
     logits_items: np.ndarray = array_field("int32", 1)
     logits: np.ndarray = array_field("float32", 2)
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grad_items: np.ndarray = _optional_array("int32", 1)
+    grads: np.ndarray = _optional_array("float32", 2)
+    sync_payload: np.ndarray = _optional_array("uint8", 1)
 
     def check(self) -> None:
         _check_series(self)
+        _check_grads(self)
 
 
 @register
 @dataclass(frozen=True, eq=False)
 class Rx(Message):
     """Coordinator -> node: what the air delivered to it: series, partial logits
-    ``[m, N, C]`` with ``logits_mask[m, N]`` (True where device n's logits arrived), radio stats."""
+    ``[m, N, C]`` with ``logits_mask[m, N]`` (True where device n's logits arrived), the
+    ``g`` ``[k, C]`` of items ``grad_items`` that arrived (private labels), the sync
+    messages ``[j, B]`` of devices ``sync_sources`` that arrived (data-parallel), radio stats."""
 
     TYPE: ClassVar[str] = "RX"
     exchange: int
@@ -215,12 +246,20 @@ class Rx(Message):
     logits: np.ndarray = array_field("float32", 3)
     logits_mask: np.ndarray = array_field("bool", 2)
     radio: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grad_items: np.ndarray = _optional_array("int32", 1)
+    grads: np.ndarray = _optional_array("float32", 2)
+    sync_sources: np.ndarray = _optional_array("int32", 1)
+    sync_payloads: np.ndarray = _optional_array("uint8", 2)
 
     def check(self) -> None:
         _check_series(self)
         if self.logits_mask.shape != self.logits.shape[:2]:
             self.fail(f"logits_mask has shape {self.logits_mask.shape}, "
                       f"logits {self.logits.shape}: the mask must be logits.shape[:2]")
+        _check_grads(self)
+        if self.sync_payloads.shape[0] != len(self.sync_sources):
+            self.fail(f"sync_sources has {len(self.sync_sources)} devices, sync_payloads "
+                      f"{self.sync_payloads.shape[0]} rows: they must match")
 
 
 @register
