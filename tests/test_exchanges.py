@@ -10,45 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordinator.air import Air
-from coordinator.round import deliver, plan_exchanges
+from coordinator.round import plan_exchanges
 from coordinator.setup import RunArgs, build_setup
-from node.device import Device, DeviceData
+from inprocess import drive
 from node.reference import train_reference
-from protocol.frames import Tx
-
-
-def drive(setup, lockstep: bool, silent: dict[int, set[int]] | None = None) -> tuple[list[Device], Air]:
-    """Run every exchange in-process; ``silent[exchange]`` = devices that miss it."""
-    cfg = setup.config
-    devices = [
-        Device(device=d, config=cfg, data=DeviceData.from_shard(setup.shard(d)))
-        for d in range(cfg.n_devices)
-    ]
-    air = Air(setup.stream, setup.topology, setup.loss, setup.protocol, cfg.model.seed,
-              cfg.series_length, cfg.n_classes)
-    for plan in plan_exchanges(setup.stream, lockstep=lockstep):
-        off = (silent or {}).get(plan.exchange, set())
-        txs = {}
-        for dev in devices:
-            if dev.device in off:
-                continue
-            s_items, series, labels = dev.series_payload(plan.series_from, plan.series_to)
-            l_items, logits = dev.logits_payload(plan.logits_from, plan.logits_to)
-            txs[dev.device] = Tx(exchange=plan.exchange, device=dev.device, series_items=s_items,
-                                 series=series, labels=labels, logits_items=l_items, logits=logits,
-                                 stats=dev.take_stats())
-            air.sample_s[dev.device] = txs[dev.device].stats["model_sample_s"]
-        alive = np.array([d.device in txs for d in devices])
-        air.resolve_until(plan.last_round + 1, alive)
-        rxs = deliver(plan, txs, air)
-        for dev in devices:
-            rx = rxs.get(dev.device)
-            if rx is not None:
-                dev.receive_series(plan.series_from, plan.series_to, rx.series_items, rx.series, rx.labels)
-                dev.receive_logits(rx.logits_items, rx.logits, rx.logits_mask)
-            dev.skip_items(plan.logits_from, plan.logits_to)
-    return devices, air
 
 
 def small_args(**kw) -> RunArgs:
