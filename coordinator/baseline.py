@@ -7,7 +7,9 @@ subprocess (``python -m node.nn_baseline``) on the same int8 data the devices ho
 
 ``rocknet baseline --dataset GunPoint,ItalyPowerDemand,OSULeaf`` trains the baseline and runs
 the RockNet testbed at ``--nodes`` devices (default 20) on each dataset, and writes
-``baseline.csv``, ``baseline.md``, ``baseline.json`` and ``baseline_accuracy.png``.
+``baseline.csv``, ``baseline.md``, ``baseline.json`` and ``baseline_accuracy.png`` into OUT
+(default ``sweeps/``). The RockNet runs go where ``rocknet sweep`` puts them
+(``OUT/<dataset>/runs/N<NN>``), so with ``--reuse`` a finished sweep's run is not repeated.
 """
 
 from __future__ import annotations
@@ -127,8 +129,8 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | accuracy NN | accuracy RockNet | ratio | RAM NN (KiB) | RAM RockNet / device (KiB) "
         "| latency / training sample NN (ms) | RockNet round (ms) | energy / training sample NN (mJ) "
-        "| RockNet / device (mJ) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| RockNet / device (mJ) | training time NN (s) | RockNet (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -136,7 +138,8 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
             f"| {f(r.get('accuracy_ratio'), 2)}× | {f(r['nn_ram_bytes'], 1, 1 / 1024)} "
             f"| {f(r.get('rocknet_ram_bytes'), 1, 1 / 1024)} | {f(r['nn_train_sample_s'], 2, 1e3)} "
             f"| {f(r.get('rocknet_round_s'), 1, 1e3)} | {f(r['nn_train_sample_mj'], 4)} "
-            f"| {f(r.get('rocknet_train_sample_mj'), 3)} |"
+            f"| {f(r.get('rocknet_train_sample_mj'), 3)} | {f(r['nn_training_total_s'], 1)} "
+            f"| {f(r.get('rocknet_training_s'), 1)} |"
         )
     return "\n".join(lines)
 
@@ -196,7 +199,8 @@ def run_comparison(
                 echo(f"{name}: running RockNet on {nodes} node processes ...")
             opts = SweepOptions(dataset=name, out_dir=out, nodes=(nodes,), epochs=epochs, data_dir=data_dir,
                                 baseline=False, reuse=reuse)
-            rock = run_point(opts, nodes, out / "runs" / f"{name}-N{nodes:02d}")
+            # The same place as `rocknet sweep --out OUT/<dataset>` puts its runs: --reuse shares them.
+            rock = run_point(opts, nodes, out / name / "runs" / f"N{nodes:02d}")
         raw[name] = {"nn": nn, "rocknet": rock}
         rows.append(comparison_row(nn, rock))
     (out / "baseline.json").write_text(json.dumps(raw, indent=2))
@@ -210,9 +214,11 @@ def run_comparison(
     (out / "baseline.md").write_text(
         "# RockNet vs the on-device NN baseline\n\n"
         "NN: tanh MLP, 10 hidden layers of 17 neurons, Adam lr 1e-3, trained from scratch on one "
-        "device on the same int8 series (scaled to [-1, 1]); its latency and energy are modeled "
+        f"device for {rows[0]['nn_epochs']} epochs on the same int8 series (scaled to [-1, 1]); "
+        "final-epoch test accuracy; its latency and energy are modeled "
         "CPU time on a Cortex-M4F at 64 MHz (no radio). RockNet: the testbed's measurements, "
-        "per device, mean over the training rounds.\n\n"
+        "per device, mean over the training rounds. Training time: NN, all its epochs; RockNet, the sum "
+        "of its training rounds (calibration and evaluation rounds not counted).\n\n"
         f"{table}\n\n![accuracy]({png.name})\n"
     )
     return {"rows": rows, "table": table, "files": [out / "baseline.csv", out / "baseline.md", png]}
@@ -232,8 +238,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="RockNet epochs (default: the model's)")
     p.add_argument("--nn-epochs", type=int, default=None, help="NN baseline epochs (default 1000)")
     p.add_argument("--no-rocknet", action="store_true", help="only the NN baseline")
-    p.add_argument("--reuse", action="store_true", help="reuse finished RockNet runs under OUT/runs")
-    p.add_argument("--out", type=Path, default=Path("baseline"), help="output folder (default %(default)s)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse finished RockNet runs under OUT/<dataset>/runs (rocknet sweep's, too)")
+    p.add_argument("--out", type=Path, default=Path("sweeps"), help="output folder (default %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -172,8 +172,3 @@ def load(path: Path, coord: Coordinator) -> Resume:
 
     coord.control.pending = [ScenarioEvent(a, b, c, d) for a, b, c, d in meta["scenario"]]
     return Resume(int(meta["next_plan"]), pending, int(meta["metrics_offset"]))
-
-
-def as_plain(value: Any) -> Any:
-    """JSON-safe copy (numpy scalars to Python)."""
-    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

@@ -14,11 +14,12 @@ import numpy as np
 from protocol.frames import Final
 
 
-def _jsonable(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
+    """A JSON- and msgpack-safe copy: numpy scalars and arrays to Python, paths to str."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -32,7 +33,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temp file + rename (never a half-written file)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump(_jsonable(data), fh, indent=2)
+        json.dump(plain_values(data), fh, indent=2)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -50,7 +51,7 @@ class RunWriter:
         write_json_atomic(self.out_dir / "config.json", data)
 
     def record(self, record: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(_jsonable(record)) + "\n")
+        self._metrics.write(json.dumps(plain_values(record)) + "\n")
 
     def flush(self) -> int:
         """Flush metrics.jsonl to the OS; returns its length in bytes."""

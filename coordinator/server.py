@@ -21,6 +21,7 @@ import zmq
 
 from coordinator.air import Air
 from coordinator.registry import DOWN, Registry
+from coordinator.results import plain_values
 from coordinator.round import ExchangePlan, deliver, plan_exchanges, silent_rx
 from coordinator.setup import RunSetup
 from protocol.frames import (
@@ -189,20 +190,7 @@ class Coordinator:
 
     def _send_node(self, identity: bytes, msg: Any) -> bool:
         """Send to one node; False (and the node marked down) if its socket is gone."""
-        try:
-            self.nodes.send_multipart([identity, encode(msg)], zmq.NOBLOCK, copy=False)
-            return True
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EAGAIN:  # a peer that does not read must not block the run
-                log.log(logging.DEBUG if isinstance(msg, Error) else logging.WARNING,
-                        "dropped a %s to %r: its queue is full", type(msg).__name__, identity)
-                return False
-            if exc.errno != zmq.EHOSTUNREACH:
-                raise
-            entry = self.registry.by_identity(identity)
-            if entry is not None and self.registry.gone(entry):
-                self.event("node_down", device=entry.device, name=entry.name, reason="disconnected")
-            return False
+        return self._send_raw(identity, encode(msg))
 
     def _send_raw(self, identity: bytes, raw: bytes) -> bool:
         """Send an already encoded frame (see :meth:`_send_node`)."""
@@ -265,14 +253,14 @@ class Coordinator:
         """Publish a change (node up/down, fault injected...) and log it."""
         record = {"type": "event", "round": self.air.next_round, "event": event, **data}
         log.info("event %s %s", event, data)
-        self.feed.send(encode(FeedEvent(round=self.air.next_round, event=event, data=_plain(data))))
+        self.feed.send(encode(FeedEvent(round=self.air.next_round, event=event, data=plain_values(data))))
         if self.writer is not None:
             self.writer.record(record)
         if self._on_event is not None:
             self._on_event(record)
 
     def _publish_round(self, record: dict[str, Any]) -> None:
-        self.feed.send(encode(FeedRound(round=record["round"], data=_plain(record))))
+        self.feed.send(encode(FeedRound(round=record["round"], data=plain_values(record))))
         if self.writer is not None:
             self.writer.record(record)
         if self._on_round is not None:
@@ -636,14 +624,3 @@ def _sparse_topology(topology: Any) -> dict[str, Any]:
     return data
 
 
-def _plain(value: Any) -> Any:
-    """Make a record msgpack-safe for the feed (numpy scalars -> Python)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value

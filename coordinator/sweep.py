@@ -445,7 +445,7 @@ def plot_sweep(rows: list[dict[str, Any]], out_dir: Path, baseline: dict[str, An
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ns, [r["energy_per_train_sample_mj"] for r in rows], "o-", label="mean over devices")
-    ax.plot(ns, [r["energy_per_train_sample_mj_max"] for r in rows], "s--", alpha=0.7, label="largest device")
+    ax.plot(ns, [r["energy_per_train_sample_mj_max"] for r in rows], "s--", alpha=0.7, label="most-consuming device")
     if baseline is not None:
         ax.axhline(baseline["timing"]["train_sample_mj"], color="gray", ls=":", label="NN baseline (CPU only)")
     ax.set_ylim(bottom=0)
