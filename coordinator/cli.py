@@ -66,6 +66,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="emulated MCU RAM per device in bytes (default 262144 = 256 KiB)")
     p.add_argument("--eval-every", type=int, default=_env("eval_every", 0),
                    help="evaluate on the test set every K epochs (0: only at the end)")
+    p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
+                   default=_env("mode", "rocknet"),
+                   help="training mode (docs/modes.md): rocknet (the paper), private-labels "
+                        "(labels stay with their owner, g on the air), data-parallel (baseline)")
     p.add_argument("--lockstep", action="store_true", default=_env("lockstep", False),
                    help="one exchange per radio round (default: one per optimizer batch; same result)")
     p.add_argument("--realtime", action="store_true", default=_env("realtime", False),
@@ -145,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--wait", type=float, default=0.0,
                      help="seconds to wait for a coordinator to appear (0: forever)")
     sub.add_parser("warmup", help="compile and cache the numba kernels")
+    from coordinator import baseline, report, sweep
+
+    for module in (sweep, report, baseline):
+        module.add_parser(sub)
     return parser
 
 
@@ -155,7 +163,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         dataset=a.dataset, nodes=a.nodes, epochs=a.epochs, protocol=a.protocol, loss=a.loss,
         topology=a.topology, seed=a.seed, data_dir=a.data_dir, batch_size=a.batch_size,
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
-        ram_budget_bytes=a.ram_budget, eval_every=a.eval_every,
+        ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
     )
 
 
@@ -266,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(a, spawn_nodes=True)
     if a.command == "coordinator":
         return _cmd_run(a, spawn_nodes=False)
+    if a.command in ("sweep", "report", "baseline"):
+        from coordinator import baseline, report, sweep
+
+        return {"sweep": sweep, "report": report, "baseline": baseline}[a.command].main(a)
     if a.command == "monitor":
         from coordinator.monitor import run_monitor
 

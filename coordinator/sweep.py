@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.energy import DEFAULT_CONSTANTS
 from protocol.model import ModelConfig, fit_dilations, kernel_ranges
 from protocol.runconfig import DEFAULT_RAM_BUDGET_BYTES
 
@@ -55,7 +56,8 @@ COLUMNS = (
     "features_per_device", "ram_bytes", "ram_kib", "ram_budget_bytes", "fits",
     "rounds", "train_rounds", "virtual_time_s", "round_latency_s", "train_round_latency_s",
     "train_round_compute_s", "train_round_comm_s", "train_round_slots",
-    "energy_per_train_sample_mj", "energy_per_train_sample_mj_max", "energy_run_mj_mean",
+    "energy_per_train_sample_mj", "energy_per_train_sample_mj_max", "cpu_energy_per_train_sample_mj",
+    "energy_run_mj_mean",
     "cpu_mj_mean", "tx_mj_mean", "rx_mj_mean", "low_power_mj_mean", "radio_on_s_mean",
     "test_accuracy", "centralized_test_accuracy", "packet_loss_ratio", "wall_time_s", "phase",
 )
@@ -196,6 +198,7 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
         "train_round_slots": _mean([float(r["slots"]) for r in train]),
         "energy_per_train_sample_mj": _mean(energy) if energy else None,
         "energy_per_train_sample_mj_max": max(energy) if energy else None,
+        "cpu_energy_per_train_sample_mj": _cpu_mj(_mean([a - c for a, c in zip(lat, comm)])),
         "energy_run_mj_mean": _mean([p["energy_mj"] for p in per_node]),
         "cpu_mj_mean": part_mean("cpu_mj"),
         "tx_mj_mean": part_mean("tx_mj"),
@@ -208,6 +211,14 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
         "wall_time_s": summary.get("wall_time_s"),
         "phase": summary.get("phase"),
     }
+
+
+def _cpu_mj(compute_s: float | None) -> float | None:
+    """CPU energy (mJ) of ``compute_s`` seconds: the largest device computes for the whole
+    compute window (it sets it), at the CPU current of :mod:`protocol.energy`."""
+    if compute_s is None:
+        return None
+    return compute_s * DEFAULT_CONSTANTS.voltage_v * DEFAULT_CONSTANTS.cpu_ma
 
 
 # ----------------------------------------------------------------------------- running
@@ -226,13 +237,12 @@ def run_args_for(opts: SweepOptions, n: int) -> Any:
 
 def _reusable(run_dir: Path, args: Any) -> bool:
     """A finished run in ``run_dir`` made with exactly ``args``."""
-    from coordinator.results import _jsonable
-
     try:
         config, summary, _, _ = read_run(run_dir)
     except ValueError:
         return False
-    return summary.get("phase") == "finished" and config.get("args") == _jsonable(asdict(args))
+    wanted = json.loads(json.dumps(asdict(args), default=str))  # as config.json holds it
+    return summary.get("phase") == "finished" and config.get("args") == wanted
 
 
 def run_point(opts: SweepOptions, n: int, run_dir: Path) -> dict[str, Any]:
@@ -331,19 +341,23 @@ def ram_cell(row: dict[str, Any]) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The sweep table (one row per N) and the reduction from the smallest to the largest N."""
     head = ("| N | kernels / device | features / device | RAM / device (KiB) | latency / round (ms): "
-            "compute + comm | energy / training sample / device (mJ), mean (max) | test accuracy |")
-    lines = [head, "|---:|---:|---:|---|---|---|---:|"]
+            "compute + comm | energy / training sample / device (mJ), mean (max) | of which CPU, largest "
+            "device (mJ) | test accuracy |")
+    lines = [head, "|---:|---:|---:|---|---|---|---:|---:|"]
     for r in rows:
         lat = (f"{_ms(r['train_round_latency_s'])} = {_ms(r['train_round_compute_s'])} + "
                f"{_ms(r['train_round_comm_s'])}")
         energy = f"{_num(r['energy_per_train_sample_mj'], 3)} ({_num(r['energy_per_train_sample_mj_max'], 3)})"
         lines.append(f"| {r['nodes']} | {r['kernels_per_device']} | {r['features_per_device']} | {ram_cell(r)} "
-                     f"| {lat} | {energy} | {_num(r['test_accuracy'], 4)} |")
+                     f"| {lat} | {energy} | {_num(r['cpu_energy_per_train_sample_mj'], 3)} "
+                     f"| {_num(r['test_accuracy'], 4)} |")
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
-        red = [reduction(a[k], b[k]) for k in ("ram_bytes", "train_round_latency_s", "energy_per_train_sample_mj")]
+        red = [reduction(a[k], b[k]) for k in ("ram_bytes", "train_round_latency_s", "energy_per_train_sample_mj",
+                                                "cpu_energy_per_train_sample_mj")]
         cells = ["n/a" if x is None else f"{x:.1f} %" for x in red]
-        lines.append(f"| reduction N={a['nodes']} → N={b['nodes']} | | | {cells[0]} | {cells[1]} | {cells[2]} | |")
+        lines.append(f"| reduction N={a['nodes']} → N={b['nodes']} | | | {cells[0]} | {cells[1]} | {cells[2]} "
+                     f"| {cells[3]} | |")
     return "\n".join(lines)
 
 
@@ -374,10 +388,10 @@ def write_markdown(rows: list[dict[str, Any]], path: Path, pngs: list[Path],
     ]
     misfits = [r["nodes"] for r in rows if not r["fits"]]
     if misfits:
-        lines += [f"N = {', '.join(map(str, misfits))} does not fit the device's "
-                  f"{opts.ram_budget_bytes / 1024:.0f} KiB RAM: a real device would refuse it "
-                  "(`rocknet run` does); its accuracy, latency and energy are what it would give "
-                  "with enough RAM.", ""]
+        lines += [f"N = {', '.join(map(str, misfits))}: the largest device's ledger exceeds the "
+                  f"{opts.ram_budget_bytes / 1024:.0f} KiB of RAM, so a real device would refuse the "
+                  "configuration (`rocknet run` does); the accuracy, latency and energy shown are what "
+                  "it would give with enough RAM.", ""]
     if baseline is not None:
         lines += [baseline_line(baseline), ""]
     for png in pngs:
@@ -446,6 +460,7 @@ def plot_sweep(rows: list[dict[str, Any]], out_dir: Path, baseline: dict[str, An
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ns, [r["energy_per_train_sample_mj"] for r in rows], "o-", label="mean over devices")
     ax.plot(ns, [r["energy_per_train_sample_mj_max"] for r in rows], "s--", alpha=0.7, label="most-consuming device")
+    ax.plot(ns, [r["cpu_energy_per_train_sample_mj"] for r in rows], "^:", label="of which CPU (largest device)")
     if baseline is not None:
         ax.axhline(baseline["timing"]["train_sample_mj"], color="gray", ls=":", label="NN baseline (CPU only)")
     ax.set_ylim(bottom=0)

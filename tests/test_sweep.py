@@ -100,7 +100,11 @@ def test_energy_per_round_increments_add_up_to_the_run_totals(sweep: dict) -> No
         last = {node["id"]: node["energy_mj"] for node in rounds[-1]["nodes"]}
         for node in summary["per_node"]:
             assert last[node["id"]] == pytest.approx(node["energy_mj"], abs=1e-5)
+    for row in sweep["rows"]:
+        assert 0 < row["energy_per_train_sample_mj"] <= row["energy_per_train_sample_mj_max"]
+        # The CPU share (3 V x 3.71 mA over the compute window) is part of the largest device's.
+        assert row["cpu_energy_per_train_sample_mj"] == pytest.approx(row["train_round_compute_s"] * 3.0 * 3.71)
+        assert row["cpu_energy_per_train_sample_mj"] < row["energy_per_train_sample_mj_max"]
     row = sweep["rows"][-1]
-    assert 0 < row["energy_per_train_sample_mj"] <= row["energy_per_train_sample_mj_max"]
     saved = json.loads((sweep["out"] / "sweep.json").read_text())
     assert saved["rows"][-1]["energy_per_train_sample_mj"] == pytest.approx(row["energy_per_train_sample_mj"])
