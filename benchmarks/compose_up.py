@@ -9,8 +9,10 @@ the coordinator's control port (`rocknet status --json`) and reports:
 - the image sizes (bytes as Docker reports them).
 
 Then takes the testbed down (`down -v`). Build the images first (docker/build-images.sh).
+``--no-reference`` adds a compose override that skips the coordinator's centralized
+reference training (which otherwise shares the CPU with the starting nodes).
 
-    python benchmarks/compose_up.py [--nodes 20] [--repeats 1] [--json]
+    python benchmarks/compose_up.py [--nodes 20] [--repeats 1] [--no-reference] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,14 +68,25 @@ def status(control_port: int) -> dict[str, Any] | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def one_run(nodes: int, timeout_s: float) -> dict[str, float]:
+NO_REFERENCE = """version: "2.4"
+services:
+  coordinator:
+    command: ["rocknet", "coordinator", "--host", "0.0.0.0", "--out", "/runs/run", "--no-reference"]
+"""
+
+
+def one_run(nodes: int, timeout_s: float, no_reference: bool, tmp: Path) -> dict[str, float]:
     """Bring one testbed up, time the milestones, take it down."""
     control_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKNET_")}
-    env.update(ROCKNET_NODES=str(nodes), ROCKNET_EPOCHS="100000", ROCKNET_NO_REFERENCE="1",
+    env.update(ROCKNET_NODES=str(nodes), ROCKNET_EPOCHS="2000",
                ROCKNET_HOST_CONTROL_PORT=str(control_port), ROCKNET_HOST_FEED_PORT=str(free_port()))
     compose = [*compose_command(), "-p", f"rocknet-bench-{secrets.token_hex(3)}",
                "-f", str(REPO / "docker-compose.yml")]
+    if no_reference:
+        override = tmp / "no-reference.yml"
+        override.write_text(NO_REFERENCE)
+        compose += ["-f", str(override)]
     services = ["coordinator", *(f"node{i:02d}" for i in range(1, nodes + 1))]
     result: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -101,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=20, help="node containers (<= 20)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the coordinator's centralized reference training")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
 
     sizes = image_sizes()
-    runs = [one_run(args.nodes, args.timeout) for _ in range(args.repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [one_run(args.nodes, args.timeout, args.no_reference, Path(tmp))
+                for _ in range(args.repeats)]
     if args.json:
-        print(json.dumps({"nodes": args.nodes, "runs": runs, "image_bytes": sizes}))
+        print(json.dumps({"nodes": args.nodes, "no_reference": args.no_reference,
+                          "runs": runs, "image_bytes": sizes}))
         return 0
     for image, size in sizes.items():
         print(f"{image:<28} {size / 1e6:7.0f} MB")

@@ -29,7 +29,7 @@ DEFAULT_CONTROL_PORT = 7102
 
 def _env(name: str, default: Any) -> Any:
     value = os.environ.get(f"ROCKNET_{name.upper().replace('-', '_')}")
-    if value is None:
+    if value is None or value.strip() == "":  # an empty variable counts as unset
         return default
     if isinstance(default, bool):
         return value.lower() in ("1", "true", "yes", "on")
@@ -88,7 +88,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-port", type=int, default=_env("node_port", DEFAULT_NODE_PORT))
     p.add_argument("--feed-port", type=int, default=_env("feed_port", DEFAULT_FEED_PORT))
     p.add_argument("--control-port", type=int, default=_env("control_port", DEFAULT_CONTROL_PORT))
-    p.add_argument("--no-reference", action="store_true",
+    p.add_argument("--no-reference", action="store_true", default=_env("no_reference", False),
                    help="skip the centralized reference run (centralized_test_accuracy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
 
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--wait", type=float, default=0.0,
                      help="seconds to wait for a coordinator to appear (0: forever)")
     sub.add_parser("warmup", help="compile and cache the numba kernels")
+    sub.add_parser("keys", help="CURVE keys: init/add/show (rocknet keys -h)", add_help=False)
     from coordinator import baseline, report, sweep
 
     for module in (sweep, report, baseline):
@@ -173,6 +174,7 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     from coordinator.results import print_summary_table
     from coordinator.server import CoordinatorOptions, RunAborted
     from coordinator.setup import SetupError
+    from protocol.keys import CurveKeyError
 
     out = a.out or Path("runs") / f"{a.dataset}-{a.nodes}n-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -198,6 +200,9 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     except RunAborted as exc:
         print(f"rocknet: run aborted: {exc}", file=sys.stderr)
         return 3
+    except CurveKeyError as exc:
+        print(f"rocknet: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"rocknet: {exc} (is another testbed using the ports? pick others with "
               "--node-port/--feed-port/--control-port, or 0 for any free port)", file=sys.stderr)
@@ -231,9 +236,14 @@ def _cmd_control(a: argparse.Namespace) -> int:
         elif a.fault in ("node-down", "node-up"):
             args = {"node": a.node}
         args = {k: v for k, v in args.items() if v is not None}
+    from protocol.keys import CurveKeyError
+
     try:
         with ControlClient(a.connect, timeout_s=a.timeout) as client:
             reply = client.request(command, args)
+    except CurveKeyError as exc:
+        print(f"rocknet: {exc}", file=sys.stderr)
+        return 2
     except ControlTimeout as exc:
         print(f"rocknet: {exc}", file=sys.stderr)
         return 4
@@ -262,6 +272,10 @@ def _print_status(s: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "keys":
+        from protocol.keys import main as keys_main
+
+        return keys_main(argv[1:])
     if argv and argv[0] == "node":
         # The device process lives in the node package; run it without importing it here.
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from coordinator.modes import mode_summary
 from coordinator.results import RunWriter, print_summary_table
 from coordinator.server import Coordinator, CoordinatorOptions, RunAborted
 from coordinator.setup import RunArgs, RunSetup, build_setup
@@ -187,7 +188,7 @@ def build_summary(coord: Coordinator, setup: RunSetup, wall_s: float, reference_
         break
     rx = sum(n["rx_packets"] for n in per_node)
     lost = sum(n["lost_packets"] for n in per_node)
-    return {
+    summary = {
         "dataset": setup.config.dataset,
         "nodes": setup.config.n_devices,
         "protocol": setup.protocol,
@@ -212,6 +213,8 @@ def build_summary(coord: Coordinator, setup: RunSetup, wall_s: float, reference_
         "faults": setup.loss.describe(),
         "per_node": per_node,
     }
+    summary.update(mode_summary(coord, setup, summary))  # training mode, traffic (docs/modes.md)
+    return summary
 
 
 @dataclass
@@ -251,6 +254,11 @@ def run_testbed(
         if on_round is not None:
             on_round(record)
 
+    if launch.coordinator.curve_dir is not None and launch.spawn_nodes:
+        # Local runs make their own keys (coordinator, operator, one per node name).
+        from protocol.keys import ensure_keys, local_node_names
+
+        ensure_keys(launch.coordinator.curve_dir, local_node_names(setup.config.n_devices))
     coord = Coordinator(setup, launch.coordinator, on_round=record_round, scenario=launch.scenario,
                         writer=writer, checkpoint_dir=out)
     backend: LocalBackend | None = None

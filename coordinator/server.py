@@ -93,6 +93,7 @@ class RunState:
     started_wall: float = field(default_factory=time.monotonic)
     bad_frames: int = 0
     stale_frames: int = 0
+    dropped_sends: int = 0  # frames to peers whose queue was full (never-reading clients)
     paused: bool = False
     stop_reason: str | None = None
     error: str | None = None
@@ -129,6 +130,7 @@ class Coordinator:
         self.plans = plan_exchanges(self.stream, lockstep=options.lockstep or options.realtime)
         self.state = RunState()
         self.finals: dict[int, Final] = {}
+        self._last_keepalive = 0.0
         self.exchange_wall_s: list[float] = []  # coordinator-side wall time of each exchange
         self.endpoints = Endpoints()
         self._on_round = on_round
@@ -199,7 +201,10 @@ class Coordinator:
             return True
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EAGAIN:  # a peer that does not read must not block the run
-                log.warning("dropped a frame to %r: its queue is full", identity)
+                self.state.dropped_sends += 1
+                if self.state.dropped_sends in (1, 10, 100) or self.state.dropped_sends % 1000 == 0:
+                    log.warning("dropped a frame to %r: its queue is full (%d such drops so far)",
+                                identity, self.state.dropped_sends)
                 return False
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
@@ -383,6 +388,7 @@ class Coordinator:
                     f"within {self.options.register_timeout_s:.0f} s: start the missing nodes "
                     f"(rocknet node --connect {self.endpoints.nodes})"
                 )
+            self._keepalive()
             for identity, msg in self._poll(100):
                 self._early_frame(identity, msg)
 
@@ -392,6 +398,8 @@ class Coordinator:
         if isinstance(msg, Error):
             entry = self.registry.by_identity(identity)
             who = f"node {entry.name!r} (device {entry.device})" if entry else "a node"
+            if entry is not None:
+                self.registry.gone(entry)  # it exits: do not wait for its FINAL
             raise RunAborted(f"{who} refused the run: {msg.message}")
         if isinstance(msg, Bye):
             entry = self.registry.by_identity(identity)
@@ -427,8 +435,19 @@ class Coordinator:
 
     def _wait_while_paused(self) -> None:
         while self.state.paused and self.state.stop_reason is None:
+            self._keepalive()
             for identity, msg in self._poll(100):
                 self._late_frame(identity, msg)
+
+    def _keepalive(self) -> None:
+        """While nothing else flows (registration, pause), tell every node we are alive, so
+        that none gives up on an idle coordinator (nodes exit after --idle-timeout)."""
+        now = time.monotonic()
+        if now - self._last_keepalive < 1.0:
+            return
+        self._last_keepalive = now
+        for entry in self.registry.reachable():
+            self._send_node(entry.identity, Heartbeat(device=entry.device, exchange=self.state.exchange))
 
     def _exchange(self, plan: ExchangePlan) -> None:
         started = time.perf_counter()
@@ -488,7 +507,7 @@ class Coordinator:
             record["nodes"] = self._node_round_view(outcome)
             self.state.round = outcome.round_no
             self._publish_round(record)
-        self.air.forget_before(plan.series_from if plan.series_to > plan.series_from else plan.logits_from)
+        self.air.forget_before(plan.first_round)
         # Checkpoint before the RXs leave: a restart re-sends exactly these.
         self._checkpoint(plan.exchange + 1, encoded)
         for identity, device in expected.items():
@@ -534,6 +553,12 @@ class Coordinator:
 
     def _update_accuracy(self) -> None:
         """Running accuracy as the initiator (or the first live device) sees it."""
+        if self.config.mode != "rocknet":  # only owners know labels: add their counts up
+            from coordinator.modes import live_accuracy
+
+            stats = [e.last_stats for e in self.registry.entries() if e.status != DOWN and e.last_stats]
+            self.state.accuracy.update(live_accuracy(stats, self.config.schedule.n_test))
+            return
         for entry in self.registry.entries():
             if entry.status == DOWN or not entry.last_stats:
                 continue
@@ -547,6 +572,7 @@ class Coordinator:
             ev = stats.get("eval")
             if ev and ev["total"] + ev["skipped"] >= self.config.schedule.n_test:
                 acc["eval_accuracy"] = ev["accuracy"]
+                acc["eval_loss"] = ev["loss"]
                 acc["eval_epoch"] = ev["epoch"]
             self.state.accuracy.update(acc)
             return
@@ -579,7 +605,7 @@ class Coordinator:
                     entry = self.registry.by_identity(identity)
                     if entry is not None and entry.device == msg.device:
                         self.finals[msg.device] = msg
-                elif isinstance(msg, Bye):
+                elif isinstance(msg, (Bye, Error)):  # left, or refused the run and exits
                     entry = self.registry.by_identity(identity)
                     if entry is not None:
                         expected.discard(entry.device)
@@ -594,6 +620,7 @@ class Coordinator:
             "dataset": self.config.dataset,
             "protocol": self.setup.protocol,
             "mode": "lockstep" if (self.options.lockstep or self.options.realtime) else "batch",
+            "training_mode": self.config.mode,
             "n_devices": self.config.n_devices,
             "registered": self.registry.registered,
             "round": self.air.next_round - 1,  # last resolved round (-1: none yet)

@@ -21,12 +21,12 @@ from protocol.model import (
     ModelConfig,
     bias_fit_rows,
     fit_dilations,
-    kernel_ranges,
     schedule_config,
     shard_fit_series,
 )
+from protocol.modes import MODES, kernels_held, stream_for
 from protocol.runconfig import DEFAULT_RAM_BUDGET_BYTES, RunConfig
-from protocol.schedule import Stream, build_stream, contiguous_split
+from protocol.schedule import Stream, contiguous_split
 from protocol.topology import Topology
 
 PROTOCOLS = ("mixer", "glossy")
@@ -80,7 +80,7 @@ class RunSetup:
         c, d = contiguous_split(len(self.y_test), n)[device]
         dilations, _ = fit_dilations(self.config.series_length, self.config.model)
         rows = bias_fit_rows(len(self.y_train), len(dilations), self.config.model)
-        k0, k1 = kernel_ranges(n)[device]
+        k0, k1 = kernels_held(self.config, device)  # all 84 in data-parallel mode
         indices, local_rows = shard_fit_series(rows, k0, k1)
         return {
             "x_train": self.x_train[a:b],
@@ -107,6 +107,8 @@ def build_setup(args: RunArgs) -> RunSetup:
         raise SetupError(f"--protocol must be one of {PROTOCOLS}, got {args.protocol!r}")
     if not 0.0 <= args.loss < 1.0:
         raise SetupError(f"--loss is a drop probability in [0, 1), got {args.loss}")
+    if args.mode not in MODES:
+        raise SetupError(f"--mode must be one of {', '.join(MODES)}; got {args.mode!r}")
     try:
         data = load_dataset(args.dataset, args.data_dir)
     except ValueError as exc:
@@ -137,6 +139,7 @@ def build_setup(args: RunArgs) -> RunSetup:
             ram_budget_bytes=args.ram_budget_bytes,
             mode=args.mode,
         )
+        stream = stream_for(config)
     except (TypeError, ValueError) as exc:
         raise SetupError(str(exc)) from exc
     try:
@@ -165,5 +168,5 @@ def build_setup(args: RunArgs) -> RunSetup:
         topology=topology,
         loss=loss,
         protocol=args.protocol,
-        stream=build_stream(schedule),
+        stream=stream,
     )

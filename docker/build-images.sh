@@ -47,7 +47,14 @@ docker info >/dev/null 2>&1 || die "no Docker daemon is reachable (is it running
 # 1. Base image -----------------------------------------------------------------------------
 T0=$(now)
 if [[ $BASE_IMAGE == rocknet-base:* ]]; then
-    "$REPO/docker/build-base-image.sh" --tag "$BASE_IMAGE" "${FORCE_BASE[@]}"
+    if [[ ${#FORCE_BASE[@]} -eq 0 ]] && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        log "$BASE_IMAGE already exists (--force-base rebuilds it)"
+    elif [[ $(id -u) -eq 0 ]]; then
+        "$REPO/docker/build-base-image.sh" --tag "$BASE_IMAGE" "${FORCE_BASE[@]}"
+    else
+        log "debootstrap needs root: running docker/build-base-image.sh with sudo"
+        sudo "$REPO/docker/build-base-image.sh" --tag "$BASE_IMAGE" "${FORCE_BASE[@]}"
+    fi
 elif ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     docker pull "$BASE_IMAGE" >&2 || die "base image $BASE_IMAGE is not here and cannot be pulled"
 fi

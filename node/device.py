@@ -347,27 +347,9 @@ class Device:
         metrics = self._pass(item)
         own = self._own_logits.pop(item, None)
         have = self.series_of(item)
-        usable = own is not None and have is not None and parts is not None and mask is not None
         total: np.ndarray | None = None
-        if usable:
-            assert parts is not None and mask is not None and own is not None
-            parts = np.array(parts, dtype=np.float32)
-            present = np.array(mask, dtype=bool)
-            parts[self.device] = own
-            present[self.device] = True
-            if not present.all():
-                if policy == "skip":
-                    total = None
-                elif policy == "reuse":
-                    fill = ~present & self._have_last
-                    parts[fill] = self._last_logits[fill]
-                    parts[~present & ~self._have_last] = 0.0
-                else:  # "sum": what did not arrive adds nothing
-                    parts[~present] = 0.0
-            if policy != "skip" or present.all():
-                total = sum_partial_logits(parts)
-            self._last_logits[present] = parts[present]
-            self._have_last |= present
+        if have is not None:
+            total = self._summed_logits(own, parts, mask, policy)
         if total is None or have is None:
             metrics.skipped += 1
         else:
@@ -384,6 +366,34 @@ class Device:
             self.stats.compute_modeled_s += self._step_s
         if not self.owns(item):
             self._series.pop(item, None)
+
+    def _summed_logits(
+        self, own: np.ndarray | None, parts: np.ndarray | None, mask: np.ndarray | None, policy: str
+    ) -> np.ndarray | None:
+        """The summed logits of one item under the missing-data ``policy`` (None: unusable).
+
+        ``own``: this device's partial logits; ``parts`` float32 [N, C] and ``mask`` bool [N]:
+        what arrived. Updates the last partial logits seen per device (for ``reuse``).
+        """
+        if own is None or parts is None or mask is None:
+            return None
+        parts = np.array(parts, dtype=np.float32)
+        present = np.array(mask, dtype=bool)
+        parts[self.device] = own
+        present[self.device] = True
+        total: np.ndarray | None = None
+        if not present.all():
+            if policy == "reuse":
+                fill = ~present & self._have_last
+                parts[fill] = self._last_logits[fill]
+                parts[~present & ~self._have_last] = 0.0
+            elif policy != "skip":  # "sum": what did not arrive adds nothing
+                parts[~present] = 0.0
+        if policy != "skip" or present.all():
+            total = sum_partial_logits(parts)
+        self._last_logits[present] = parts[present]
+        self._have_last |= present
+        return total
 
     @staticmethod
     def _score(metrics: PassMetrics, total: np.ndarray, label: int) -> None:

@@ -21,9 +21,11 @@ import numpy as np
 import zmq
 
 from node.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from node.device import Device, DeviceData
+from node.device import DeviceData
 from node.memory import RamBudgetExceeded
+from node.modes import AnyDevice, make_device
 from node.watchdog import RssWatchdog
+from protocol.keys import CurveKeyError
 from protocol.frames import (
     DEFAULT_MAX_BYTES,
     Bye,
@@ -51,6 +53,8 @@ EXIT_MEMORY = 3  # OS memory cap exceeded
 EXIT_LOST = 4  # coordinator silent for too long
 #: Seconds without traffic after which an idle node says it is still there.
 HEARTBEAT_S = 1.0
+#: Milliseconds a stopping node waits for its FINAL to leave the socket.
+FINAL_LINGER_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class NodeOptions:
     mem_limit_mb: int = 0  # 0: no RSS watchdog
     idle_timeout_s: float = 120.0
     curve_dir: Path | None = None
+    checkpoint_fsync: bool = False
 
 
 def routing_id(name: str) -> bytes:
@@ -92,12 +97,13 @@ class NodeProcess:
 
             apply_client_keys(self.sock, options.curve_dir, options.name)
         self.sock.connect(options.connect)
-        self.device: Device | None = None
+        self.device: AnyDevice | None = None
         self.rounds: dict[int, Round] = {}
         self.bad_frames = 0
         self.stale_frames = 0
         self.last_exchange = -1  # highest exchange answered since the last WELCOME
         self._stop = False
+        self.final_sent = False
         self.exit_code = EXIT_OK
         self.last_sent = time.monotonic()
 
@@ -122,7 +128,7 @@ class NodeProcess:
         try:
             config = RunConfig.from_dict(msg.config)
             data = DeviceData.from_shard(msg.shard)
-            device = Device(device=msg.device, config=config, data=data)
+            device = make_device(msg.device, config, data)
         except RamBudgetExceeded as exc:
             log.error("refused: %s", exc)
             self._send(Error(code="ram_budget", message=str(exc)))
@@ -143,6 +149,11 @@ class NodeProcess:
             except CheckpointError as exc:
                 log.error("checkpoint refused (%s); starting this device from scratch", exc)
         self.device = device
+        ballast_mb = int(os.environ.get("ROCKNET_DEBUG_ALLOCATE_MB", "0"))
+        if ballast_mb > 0:
+            # Test hook: once registered, hold this much memory, to show what the OS memory
+            # cap (container mem_limit or the RSS watchdog) does to a node.
+            self._ballast = np.ones(ballast_mb * 1024 * 1024 // 8)
         self.last_exchange = -1
         log.info(
             "device %d of %d: kernels [%d, %d), %d features, RAM %d B",
@@ -152,28 +163,18 @@ class NodeProcess:
 
     def _on_round(self, msg: Round) -> None:
         device = self.device
-        if device is None or msg.exchange <= self.last_exchange:  # no WELCOME yet, or a replay
+        # No WELCOME yet, or a replay of an older exchange (a restarted coordinator may ask
+        # the last one again: that one is answered again).
+        if device is None or msg.exchange < self.last_exchange:
             self.stale_frames += 1
             return
         self.last_exchange = msg.exchange
         self.rounds = {msg.exchange: msg}
-        s_items, series, labels = device.series_payload(msg.series_from, msg.series_to)
-        l_items, logits = device.logits_payload(msg.logits_from, msg.logits_to)
+        fields = device.tx_payload(msg)
         stats = device.take_stats()
         stats["bad_frames"] = self.bad_frames
         stats["stale_frames"] = self.stale_frames
-        self._send(
-            Tx(
-                exchange=msg.exchange,
-                device=device.device,
-                series_items=s_items,
-                series=series,
-                labels=labels,
-                logits_items=l_items,
-                logits=logits,
-                stats=stats,
-            )
-        )
+        self._send(Tx(exchange=msg.exchange, device=device.device, stats=stats, **fields))
 
     def _on_rx(self, msg: Rx) -> None:
         device = self.device
@@ -182,22 +183,19 @@ class NodeProcess:
             self.stale_frames += 1
             return
         cfg = device.config
+        lowest = -1 if cfg.mode == "private-labels" else 0  # private labels: no label travels (-1)
         if (msg.series.shape[1] != cfg.series_length
                 or msg.logits.shape[1:] != (cfg.n_devices, cfg.n_classes)
-                or (len(msg.labels) and not 0 <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
+                or (len(msg.labels) and not lowest <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
             self.bad_frames += 1  # arrays of another run's shape: would corrupt the device
             log.warning("dropped an RX with series %s, logits %s", msg.series.shape, msg.logits.shape)
             return
         del self.rounds[msg.exchange]
         steps_before = device.steps_taken
-        device.receive_series(
-            round_msg.series_from, round_msg.series_to, msg.series_items, msg.series, msg.labels
-        )
-        device.receive_logits(msg.logits_items, msg.logits, msg.logits_mask)
-        device.skip_items(round_msg.logits_from, round_msg.logits_to)
+        device.on_rx(round_msg, msg)
         path = self._checkpoint_path()
         if path is not None and device.steps_taken != steps_before:
-            save_checkpoint(path, device)
+            save_checkpoint(path, device, fsync=self.options.checkpoint_fsync)
 
     def _on_stop(self, msg: Stop) -> None:
         device = self.device
@@ -208,6 +206,7 @@ class NodeProcess:
             stats["bad_frames"] = self.bad_frames
             stats["stale_frames"] = self.stale_frames
             self._send(Final(device=device.device, weights=weights, bias=bias, stats=stats))
+            self.final_sent = True
         log.info("stop: %s", msg.reason)
         self._stop = True
 
@@ -272,7 +271,9 @@ class NodeProcess:
         self._stop = True
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        # After STOP, let the FINAL (a data-parallel replica's whole head is hundreds of KB)
+        # leave before the socket goes; otherwise drop whatever is still queued.
+        self.sock.close(linger=FINAL_LINGER_MS if self.final_sent else 0)
         self.ctx.term()
 
 
@@ -303,6 +304,9 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
                    help="give up after this many seconds without a frame from the coordinator")
     p.add_argument("--curve-dir", type=Path, default=env("ROCKNET_CURVE_DIR"),
                    help="directory with CURVE keys (rocknet keys init); off when not given")
+    p.add_argument("--checkpoint-fsync", action="store_true",
+                   default=env("ROCKNET_CHECKPOINT_FSYNC", "0").lower() in ("1", "true", "yes"),
+                   help="fsync every checkpoint (survives host power loss; ~4x slower per step)")
     p.add_argument("--parent-death", action="store_true",
                    help="exit when the launching process dies (set by the local launcher)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -320,6 +324,7 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
         mem_limit_mb=a.mem_limit_mb,
         idle_timeout_s=a.idle_timeout,
         curve_dir=Path(a.curve_dir) if a.curve_dir else None,
+        checkpoint_fsync=a.checkpoint_fsync,
     )
 
 
@@ -327,17 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     if options.checkpoint_dir is not None:
         options.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    debug_mb = int(os.environ.get("ROCKNET_DEBUG_ALLOCATE_MB", "0"))
-    proc = NodeProcess(options)
+    try:
+        proc = NodeProcess(options)
+    except CurveKeyError as exc:
+        log.error("%s", exc)
+        return EXIT_REFUSED
     signal.signal(signal.SIGTERM, lambda *_: proc.request_stop())
     signal.signal(signal.SIGINT, lambda *_: proc.request_stop())
     watchdog = None
     if options.mem_limit_mb > 0:
         watchdog = RssWatchdog(options.mem_limit_mb, exit_code=EXIT_MEMORY)
         watchdog.start()
-    if debug_mb > 0:
-        # Test hook: hold this much memory, to show what the OS memory cap does.
-        _ballast = np.ones(debug_mb * 1024 * 1024 // 8)  # noqa: F841
     try:
         return proc.run()
     finally:

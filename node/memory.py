@@ -210,3 +210,100 @@ def per_device_table(
             }
         )
     return rows
+
+
+# ----------------------------------------------------------------------------- other modes
+
+
+def private_labels_ledger(
+    cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, device: int = 0
+) -> Ledger:
+    """The RAM ledger of a private-labels device (docs/modes.md).
+
+    As :func:`ledger`, plus the ``g`` buffer (C float32: the owner's outgoing ``g``, a
+    receiver's incoming one; one item is in flight at a time) and the radio buffers of a
+    round that also carries one ``g`` (and a series header without the label).
+    """
+    base = ledger(cfg, n_devices, series_length, n_classes, device)
+    e = dict(base.entries)
+    e["gradient g (private labels)"] = n_classes * FLOAT32_BYTES
+    g = (1 + packets_for(series_length + SERIES_HEADER_BYTES - 1)
+         + (n_devices + 1) * packets_for(FLOAT32_BYTES * n_classes))
+    e["radio packet buffers"] = (g + 1) * (4 + 2 * math.ceil(g / 8) + PACKET_PAYLOAD_BYTES)
+    return replace(base, entries=e, total_bytes=sum(e.values()))
+
+
+#: Data-parallel rounds carry at most this many packets (protocol.schedule.DP_MAX_PACKETS_PER_ROUND).
+DP_ROUND_PACKETS = 64
+
+
+def data_parallel_ledger(
+    cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, device: int = 0
+) -> Ledger:
+    """The RAM ledger of a data-parallel device: the whole model on every device.
+
+    Besides what a one-device RockNet holds (all 84 kernels, the full ``W`` and ``b``, their
+    gradient accumulators and Adam state, biases, features, scaler, convolution buffers):
+
+    * a second gradient-sized buffer, the sum of the other devices' gradients: a device's
+      own gradient must stay intact while it is being sent (its packets go out over many
+      rounds) and the others' arrive meanwhile;
+    * radio buffers for a round of ``G`` = 64 packets;
+    * the feature-statistics sync after calibration: the device's Welford accumulators
+      (float64 mean and M2, 16 B per feature) and a merge buffer of the same size, laid
+      over the buffers training has not used yet (both gradient buffers and Adam's state),
+      counted only beyond them.
+
+    ``n_devices`` changes nothing here but the row label: that is the point.
+    """
+    if not 0 <= device < n_devices:
+        raise ValueError(f"device must be in [0, {n_devices}), got {device}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    dilations, fpd = fit_dilations(series_length, cfg)
+    f = n_features_total(fpd)
+    c = n_classes
+    n_w, n_b = c * f, c
+    e: dict[str, int] = {}
+    e["weights W"] = n_w * FLOAT32_BYTES
+    e["bias b"] = n_b * FLOAT32_BYTES
+    e["gradient accumulators"] = (n_w + n_b) * FLOAT32_BYTES
+    e["sum of received gradients"] = (n_w + n_b) * FLOAT32_BYTES
+    if cfg.optimizer == "adam":
+        e["Adam m, v (float32)"] = 2 * (n_w + n_b) * FLOAT32_BYTES
+    else:
+        e["Adam m, v (uint8)"] = 2 * (n_w + n_b)
+        e["Adam block scales"] = 2 * (adam8bit.n_blocks(n_w) + adam8bit.n_blocks(n_b)) * FLOAT32_BYTES
+    e["kernel biases"] = f * FLOAT32_BYTES
+    e["kernel tables"] = 84 * 3 + 2 * len(dilations) * INT32_BYTES
+    e["feature buffer"] = f * FLOAT32_BYTES
+    e["convolution buffers"] = 11 * series_length * INT32_BYTES
+    e["int8 series buffer"] = series_length
+    e["logits"] = c * FLOAT32_BYTES
+    if cfg.feature_scaling:
+        e["scaler mean, 1/std"] = 2 * f * FLOAT32_BYTES
+        overlay = sum(v for k, v in e.items() if k.startswith(("gradient", "sum of", "Adam")))
+        e["scaler statistics sync (beyond overlay)"] = max(0, 2 * 16 * f - overlay)
+    g = DP_ROUND_PACKETS
+    e["radio packet buffers"] = (g + 1) * (4 + 2 * math.ceil(g / 8) + PACKET_PAYLOAD_BYTES)
+    return Ledger(device=device, n_devices=n_devices, n_kernels=84, n_features=f, entries=e,
+                  total_bytes=sum(e.values()))
+
+
+def check_data_parallel(led: Ledger, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    """Raise :class:`RamBudgetExceeded` if a data-parallel replica does not fit the budget.
+
+    More devices do not help (every device holds the whole model), so the message says how
+    far over it is and how to run it anyway, as a measurement beyond the device.
+    """
+    over = led.total_bytes - budget_bytes
+    if over <= 0:
+        return
+    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
+    biggest = ", ".join(f"{k} {v:,d} B" for k, v in top)
+    raise RamBudgetExceeded(
+        f"data-parallel: every device holds the whole model ({led.n_features:,d} features) and "
+        f"needs {led.total_bytes:,d} B of RAM, {over:,d} B ({over / 1024:.1f} KiB) over the "
+        f"budget of {budget_bytes:,d} B (largest: {biggest}); more devices do not help. To run "
+        f"it anyway as a measurement, lift the budget: --ram-budget {led.total_bytes}."
+    )

@@ -14,6 +14,7 @@ the same :class:`~protocol.runconfig.RunConfig` and get the same rounds.
 
 from __future__ import annotations
 
+from protocol.frames import DEFAULT_MAX_BYTES
 from protocol.model import N_KERNELS, ModelConfig, fit_dilations, kernel_ranges, n_features_total
 from protocol.runconfig import RunConfig
 from protocol.schedule import (
@@ -80,5 +81,12 @@ def stream_for(config: RunConfig) -> Stream:
             dp_statistics_bytes(config.model, config.series_length),
             dp_gradient_bytes(config.model, config.series_length, config.n_classes),
         )
+        # What one RX carries: every other device's message (plus a little framing).
+        rx_bytes = (config.n_devices - 1) * max(sizes) + 64 * 1024
+        if rx_bytes > DEFAULT_MAX_BYTES:
+            raise ValueError(
+                f"data-parallel: one exchange would deliver {rx_bytes:,d} B to every node, over "
+                f"the {DEFAULT_MAX_BYTES:,d} B frame limit: use fewer nodes or num_features"
+            )
         return build_stream(config.schedule, mode, sync_bytes=sizes)
     return build_stream(config.schedule, mode)

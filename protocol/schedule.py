@@ -25,9 +25,11 @@ The *mode* (``build_stream(config, mode=...)``, see docs/modes.md) maps items to
   ``s(t) = t + (number of steps before item t)``;
 - ``data-parallel``: no series and no logits travel. Each device trains its own samples on a
   whole replica of the model; at every optimizer step (and once after the calibration pass)
-  every device floods one message (its gradient sum; its feature statistics) in a *sync*: the
-  ``N`` messages, split into 100-byte packets, spread over as few rounds as
-  :data:`DP_MAX_PACKETS_PER_ROUND` allows.
+  every device floods one message (its gradient sum; its feature statistics) in a *sync*:
+  each message is split into 100-byte packets and every round of the sync carries the next
+  ``q = floor((DP_MAX_PACKETS_PER_ROUND - 1) / N)`` packets (at least one) of *every*
+  device's message, so that Mixer sees many sources per round as it does with partial logits
+  (one source holding all of a round's packets would need far more than ``3 G`` slots).
 
 Everything here is pure and deterministic: coordinator, nodes and the centralized reference
 derive the same stream from the same :class:`ScheduleConfig` and mode.
@@ -288,8 +290,9 @@ class Sync:
     (calibration: feature statistics; training: the gradient of a batch; evaluation items
     of a preceding pass are scored locally). ``kind`` is ``KIND_CALIB`` (the message is the
     device's feature statistics) or ``KIND_TRAIN`` (its gradient sum; every device then
-    steps). Device ``d``'s message is packets ``[d k, (d + 1) k)`` of the sync, with
-    ``k = packets_per_device``; rounds ``[first_round, stop_round)`` carry them in order.
+    steps). Each device's message is ``k = packets_per_device`` packets; rounds
+    ``[first_round, stop_round)`` carry them in order, the same slice of every device's
+    message per round (:meth:`round_packet_range`).
     """
 
     index: int
@@ -306,9 +309,15 @@ class Sync:
     def stop_round(self) -> int:
         return self.first_round + self.n_rounds
 
-    def round_packet_ranges(self) -> list[tuple[int, int]]:
-        """Per round of the sync, its range of the sync's data packets (device-major)."""
-        return contiguous_split(self.n_devices * self.packets_per_device, self.n_rounds)
+    def round_packet_range(self, round_no: int) -> tuple[int, int]:
+        """The range of every device's packets that round ``round_no`` of the sync carries
+        (:func:`contiguous_split` of ``packets_per_device`` over the sync's rounds)."""
+        j = round_no - self.first_round
+        if not 0 <= j < self.n_rounds:
+            raise IndexError(f"round {round_no} is not in sync {self.index}")
+        base, extra = divmod(self.packets_per_device, self.n_rounds)
+        lo = j * base + min(j, extra)
+        return lo, lo + base + (1 if j < extra else 0)
 
 
 def build_stream(
@@ -406,7 +415,8 @@ def _lay_out_syncs(
 ) -> tuple[Sync, ...]:
     """Data-parallel: one sync after the calibration pass, one per optimizer step."""
     n = config.n_devices
-    per_round = DP_MAX_PACKETS_PER_ROUND - 1  # packet 0 is the initiator's
+    # packets of every device's message per round (packet 0 is the initiator's)
+    per_device = max(1, (DP_MAX_PACKETS_PER_ROUND - 1) // n)
     syncs: list[Sync] = []
     cursor_item = 0
     cursor_round = 0
@@ -414,7 +424,7 @@ def _lay_out_syncs(
     def add(sync_kind: int, local_to: int, message_bytes: int) -> None:
         nonlocal cursor_item, cursor_round
         k = packets_for(message_bytes)
-        n_rounds = math.ceil(n * k / per_round)
+        n_rounds = math.ceil(k / per_device)
         syncs.append(Sync(len(syncs), sync_kind, cursor_item, local_to, message_bytes, k,
                           cursor_round, n_rounds, n))
         cursor_item, cursor_round = local_to, cursor_round + n_rounds
@@ -496,19 +506,16 @@ def round_packets(
 
 
 def _sync_round_packets(stream: Stream, round_no: int, initiator: int) -> RoundPackets:
-    """Data-parallel: this round's slice of its sync's packets (device-major order)."""
+    """Data-parallel: this round's slice of every device's sync message."""
     n = stream.config.n_devices
     sync = stream.sync_of_round(round_no)
     sources = [initiator]
     per_device: list[tuple[int, ...]] = [() for _ in range(n)]
     if sync is not None:
-        lo, hi = sync.round_packet_ranges()[round_no - sync.first_round]
-        k = sync.packets_per_device
+        lo, hi = sync.round_packet_range(round_no)
         for device in range(n):
-            a, b = max(lo, device * k), min(hi, (device + 1) * k)
-            if a < b:
-                per_device[device] = tuple(range(len(sources), len(sources) + b - a))
-                sources.extend([device] * (b - a))
+            per_device[device] = tuple(range(len(sources), len(sources) + hi - lo))
+            sources.extend([device] * (hi - lo))
     kind = -1 if sync is None else sync.kind
     return RoundPackets(np.asarray(sources, dtype=np.int16), (), tuple(() for _ in range(n)),
                         sync_packets=tuple(per_device),

@@ -52,19 +52,31 @@ def series_part(draw: st.DrawFn) -> dict[str, np.ndarray]:
 
 
 @st.composite
+def grad_part(draw: st.DrawFn, c: int, m: int) -> dict[str, np.ndarray]:
+    """Private-labels g rows (classes must match the logits' when both have rows)."""
+    k = draw(SIZE)
+    cg = c if (k and m) else draw(SIZE)
+    return {"grad_items": draw(arr("int32", k)), "grads": draw(arr("float32", (k, cg)))}
+
+
+@st.composite
 def tx(draw: st.DrawFn) -> Tx:
     part = draw(series_part())
     m, c = len(part["logits_items"]), draw(SIZE)
     return Tx(exchange=draw(I64), device=draw(I64), logits=draw(arr("float32", (m, c))),
-              stats=draw(DICTS), **part)
+              stats=draw(DICTS), sync_payload=draw(arr("uint8", draw(SIZE))),
+              **draw(grad_part(c, m)), **part)
 
 
 @st.composite
 def rx(draw: st.DrawFn) -> Rx:
     part = draw(series_part())
     m, n, c = len(part["logits_items"]), draw(SIZE), draw(SIZE)
+    j = draw(SIZE)
     return Rx(exchange=draw(I64), logits=draw(arr("float32", (m, n, c))),
-              logits_mask=draw(arr("bool", (m, n))), radio=draw(DICTS), **part)
+              logits_mask=draw(arr("bool", (m, n))), radio=draw(DICTS),
+              sync_sources=draw(arr("int32", j)), sync_payloads=draw(arr("uint8", (j, draw(SIZE)))),
+              **draw(grad_part(c, m)), **part)
 
 
 @st.composite
@@ -79,7 +91,9 @@ def welcome(draw: st.DrawFn) -> Welcome:
 def round_(draw: st.DrawFn) -> Round:
     s, lg = sorted(draw(st.lists(I64, min_size=2, max_size=2))), sorted(
         draw(st.lists(I64, min_size=2, max_size=2)))
-    return Round(draw(I64), s[0], s[1], lg[0], lg[1])
+    g = sorted(draw(st.lists(I64, min_size=2, max_size=2)))
+    return Round(draw(I64), s[0], s[1], lg[0], lg[1], g[0], g[1],
+                 draw(st.integers(-1, 2**63 - 1)))
 
 
 @st.composite
@@ -177,9 +191,14 @@ def examples() -> list[Message]:
                 {"x": g.integers(-128, 128, (6, 8)).astype(np.int8),
                  "y": np.arange(6, dtype=np.int16)}, 0),
         Round(5, 10, 14, 9, 13),
-        Tx(5, 3, logits=g.standard_normal((m, c)).astype(np.float32), stats=stats, **series),
+        Tx(5, 3, logits=g.standard_normal((m, c)).astype(np.float32), stats=stats,
+           grad_items=np.arange(2, dtype=np.int32), grads=g.standard_normal((2, c)).astype(np.float32),
+           sync_payload=g.integers(0, 256, 16).astype(np.uint8), **series),
         Rx(5, logits=g.standard_normal((m, n, c)).astype(np.float32),
-           logits_mask=g.random((m, n)) < 0.8, radio=stats, **series),
+           logits_mask=g.random((m, n)) < 0.8, radio=stats,
+           grad_items=np.arange(2, dtype=np.int32), grads=g.standard_normal((2, c)).astype(np.float32),
+           sync_sources=np.arange(2, dtype=np.int32),
+           sync_payloads=g.integers(0, 256, (2, 16)).astype(np.uint8), **series),
         Heartbeat(3, 5), Bye(3, "stopped"), Stop("done"),
         Final(0, g.standard_normal((c, 7)).astype(np.float32), np.zeros(c, np.float32), stats),
         Error("bad_config", "n_devices must be >= 1"),
@@ -571,6 +590,43 @@ def test_cross_field_checks_at_sender_and_receiver() -> None:
     frame["labels"] = _array_ext(b"int16", (1,), b"\0\0")
     with pytest.raises(ProtocolError, match="^RX: series_items has 2 items"):
         decode(_pack(frame))
+
+
+def test_gradient_and_sync_fields_of_a_wrong_shape_or_dtype_are_rejected() -> None:
+    """Private labels' g and data-parallel sync messages are validated like every array."""
+    tx, rx = examples()[3], examples()[4]
+    assert isinstance(tx, Tx) and isinstance(rx, Rx)
+    cases = [
+        (tx, "grads", _array_ext(b"float64", (2, 5), bytes(80)), "field 'grads' of TX: expected float32 array, got float64"),
+        (tx, "grads", _array_ext(b"float32", (10,), bytes(40)), "field 'grads' of TX: expected 2-dim array"),
+        (tx, "grad_items", _array_ext(b"int64", (2,), bytes(16)), "field 'grad_items' of TX: expected int32 array"),
+        (tx, "sync_payload", _array_ext(b"float32", (4,), bytes(16)), "field 'sync_payload' of TX: expected uint8 array"),
+        (tx, "sync_payload", _array_ext(b"uint8", (2, 8), bytes(16)), "expected 1-dim array"),
+        (rx, "grads", _array_ext(b"float32", (3, 5), bytes(60)), "^RX: grad_items has 2 items, grads 3 rows"),
+        (rx, "grads", _array_ext(b"float32", (2, 4), bytes(32)), "^RX: grads have 4 classes, logits 5"),
+        (rx, "sync_payloads", _array_ext(b"uint8", (3, 16), bytes(48)), "^RX: sync_sources has 2 devices, sync_payloads 3 rows"),
+        (rx, "sync_payloads", _array_ext(b"int8", (2, 16), bytes(32)), "expected uint8 array, got int8"),
+    ]
+    for msg, key, value, message in cases:
+        frame = _raw(encode(msg))
+        frame[key] = value
+        with pytest.raises(ProtocolError, match=message):
+            decode(_pack(frame))
+    # ... and the sender cannot build them either.
+    with pytest.raises(ProtocolError, match="grad_items has 1 items, grads 2 rows"):
+        dataclasses.replace(tx, grad_items=np.zeros(1, np.int32))
+    with pytest.raises(ProtocolError, match="expected float32 array, got float64"):
+        dataclasses.replace(tx, grads=np.zeros((2, 5), np.float64))
+    with pytest.raises(ProtocolError, match=r"must not run backwards"):
+        Round(0, 0, 0, 0, 0, 5, 4)
+    with pytest.raises(ProtocolError, match="sync is a sync number or -1"):
+        Round(0, 0, 0, 0, 0, 0, 0, -2)
+    # Without them (the default mode) the fields are empty arrays of the right dtype.
+    bare = decode(encode(Tx(1, 0, np.zeros(0, np.int32), np.zeros((0, 4), np.int8),
+                            np.zeros(0, np.int16), np.zeros(0, np.int32),
+                            np.zeros((0, 2), np.float32))), expect=Tx)
+    assert bare.grads.dtype == np.float32 and bare.grads.shape == (0, 0)
+    assert bare.sync_payload.dtype == np.uint8 and bare.sync_payload.shape == (0,)
 
 
 # --- decoded arrays -----------------------------------------------------------------------

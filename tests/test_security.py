@@ -181,7 +181,10 @@ def test_each_key_is_admitted_only_on_its_own_socket(
                "operator": keys.load_public(keydir / "operator.key"), "stranger": stranger_public}
     sock, monitor = server.client(role, setups[who])
     assert keys.handshake_result(monitor, timeout_s=10) == outcome
-    sock.send(b"hello")
+    try:
+        sock.send(b"hello", zmq.NOBLOCK)
+    except zmq.Again:  # a refused DEALER has no peer to queue for
+        assert outcome != "ok"
     target = server.nodes if role == "nodes" else server.ctl
     if outcome == "ok":
         assert target.poll(10_000)
@@ -193,6 +196,39 @@ def test_each_key_is_admitted_only_on_its_own_socket(
     if outcome == "refused":
         domain = keys.NODE_DOMAIN if role == "nodes" else keys.OPERATOR_DOMAIN
         assert server.auth.refused[(domain, keys.fingerprint(publics[who]))] >= 1
+
+
+@pytest.mark.parametrize("who, outcome", [("operator", "ok"), ("node-01", "refused"),
+                                          ("nobody", "mismatch")])
+def test_a_curve_feed_publishes_to_the_operator_only(keydir: Path, who: str, outcome: str) -> None:
+    """The monitor feed is plain by default; given to apply_server_keys it is operator-only."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    nodes = ctx.socket(zmq.ROUTER)
+    auth = keys.apply_server_keys(ctx, [nodes, pub], keydir)
+    pub.bind("tcp://127.0.0.1:*")
+    sub = ctx.socket(zmq.SUB)
+    setups = {"operator": keys.operator_curve(keydir), "node-01": node_keys(keydir, "node-01"),
+              "nobody": None}
+    if setups[who] is not None:
+        setups[who](sub)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    monitor = sub.get_monitor_socket(keys.HANDSHAKE_EVENTS)
+    try:
+        sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+        assert keys.handshake_result(monitor, timeout_s=10) == outcome
+        received = False
+        for _ in range(50):  # a SUB joins asynchronously: publish until one arrives
+            pub.send(b"round")
+            if sub.poll(20):
+                received = sub.recv() == b"round"
+                break
+        assert received == (outcome == "ok")
+    finally:
+        for sock in (monitor, sub, pub, nodes):
+            sock.close(linger=0)
+        auth.stop()
+        ctx.term()
 
 
 def test_a_node_key_added_while_the_coordinator_runs_is_admitted(server: Server, keydir: Path) -> None:
