@@ -150,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for a coordinator to appear (0: forever)")
     sub.add_parser("warmup", help="compile and cache the numba kernels")
     sub.add_parser("keys", help="CURVE keys: init/add/show (rocknet keys -h)", add_help=False)
-    from coordinator import baseline, report, sweep
+    from coordinator import baseline, compare, report, sweep
 
-    for module in (sweep, report, baseline):
+    for module in (sweep, report, baseline, compare):
         module.add_parser(sub)
     return parser
 
@@ -288,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(a, spawn_nodes=True)
     if a.command == "coordinator":
         return _cmd_run(a, spawn_nodes=False)
-    if a.command in ("sweep", "report", "baseline"):
-        from coordinator import baseline, report, sweep
+    if a.command in ("sweep", "report", "baseline", "compare"):
+        from coordinator import baseline, compare, report, sweep
 
-        return {"sweep": sweep, "report": report, "baseline": baseline}[a.command].main(a)
+        modules = {"sweep": sweep, "report": report, "baseline": baseline, "compare": compare}
+        return modules[a.command].main(a)
     if a.command == "monitor":
         from coordinator.monitor import run_monitor
 
