@@ -269,11 +269,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _standalone(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coordinator.baseline")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return main(parser.parse_args(["baseline", *argv]))
+    from coordinator.subcommand import run_standalone
+
+    return run_standalone("baseline", add_parser, main, argv)
 
 
 __all__ = ["BaselineError", "add_parser", "comparison_markdown", "comparison_row", "main",

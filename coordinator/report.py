@@ -22,7 +22,6 @@ Virtual time of round ``r`` is the sum of the modeled latencies of rounds ``0 ..
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -362,11 +361,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _standalone(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coordinator.report")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return main(parser.parse_args(["report", *argv]))
+    from coordinator.subcommand import run_standalone
+
+    return run_standalone("report", add_parser, main, argv)
 
 
 __all__ = ["FIGURES", "add_parser", "epoch_curves", "main", "make_report", "round_start_times"]

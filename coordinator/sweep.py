@@ -543,11 +543,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _standalone(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coordinator.sweep")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return main(parser.parse_args(["sweep", *argv]))
+    from coordinator.subcommand import run_standalone
+
+    return run_standalone("sweep", add_parser, main, argv)
 
 
 __all__ = ["SweepOptions", "add_parser", "analyze_run", "main", "markdown_table", "plot_sweep",
