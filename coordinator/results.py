@@ -50,8 +50,9 @@ class RunWriter:
     def config(self, data: dict[str, Any]) -> None:
         write_json_atomic(self.out_dir / "config.json", data)
 
-    def record(self, record: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(plain_values(record)) + "\n")
+    def record(self, record: dict[str, Any], plain: bool = False) -> None:
+        """Append one line; ``plain=True`` when ``record`` is already JSON-safe."""
+        self._metrics.write(json.dumps(record if plain else plain_values(record)) + "\n")
 
     def flush(self) -> int:
         """Flush metrics.jsonl to the OS; returns its length in bytes."""

@@ -265,9 +265,10 @@ class Coordinator:
             self._on_event(record)
 
     def _publish_round(self, record: dict[str, Any]) -> None:
-        self.feed.send(encode(FeedRound(round=record["round"], data=plain_values(record))))
+        record = plain_values(record)  # once, for the feed and the metrics file
+        self.feed.send(encode(FeedRound(round=record["round"], data=record)))
         if self.writer is not None:
-            self.writer.record(record)
+            self.writer.record(record, plain=True)
         if self._on_round is not None:
             self._on_round(record)
 
@@ -578,19 +579,22 @@ class Coordinator:
             return
 
     def _node_round_view(self, outcome: Any) -> list[dict[str, Any]]:
-        view = []
-        for entry in self.registry.entries():
-            totals = self.air.totals[entry.device]
-            view.append({
-                "id": entry.device,
-                "status": DOWN if entry.forced_down else entry.status,
-                "ram_bytes": entry.last_stats.get("ram_bytes"),
-                "energy_mj": round(totals.energy_mj, 6),
-                "rx_packets": totals.rx_packets,
-                "lost_packets": totals.lost_packets,
-                "tx_slots": totals.tx_slots,
-            })
-        return view
+        """Per node, plain Python values (read straight from the totals arrays: every round)."""
+        t = self.air.totals
+        energy = np.round(t.energy_mj, 6).tolist()
+        rx, lost, tx = t.rx_packets.tolist(), t.lost_packets.tolist(), t.tx_slots.tolist()
+        return [
+            {
+                "id": e.device,
+                "status": DOWN if e.forced_down else e.status,
+                "ram_bytes": e.last_stats.get("ram_bytes"),
+                "energy_mj": energy[e.device],
+                "rx_packets": rx[e.device],
+                "lost_packets": lost[e.device],
+                "tx_slots": tx[e.device],
+            }
+            for e in self.registry.entries()
+        ]
 
     def _stop_nodes(self) -> None:
         reason = self.state.stop_reason or ("finished" if self.state.phase == FINISHED else "aborted")
