@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from node import cycles
-from node.device import DeviceData, ExchangeStats, PassMetrics
+from node.device import DeviceData, ExchangeStats, OwnSamples, PassMetrics, score
 from node.head import ShardHead
 from node.memory import check_data_parallel, data_parallel_ledger
 from node.minirocket import fit_biases, transform
@@ -67,7 +67,7 @@ def merge_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[i
 
 
 @dataclass
-class DataParallelDevice:
+class DataParallelDevice(OwnSamples):
     """State machine of data-parallel device ``device`` (the same hooks as ``Device``)."""
 
     device: int
@@ -120,17 +120,6 @@ class DataParallelDevice:
         done_calib = calib if (calib and self._scaler_done) else 0
         return done_calib + self.steps_taken - 1
 
-    def owns(self, item: int) -> bool:
-        return int(self.stream.owner[item]) == self.device
-
-    def _own_series(self, item: int) -> tuple[np.ndarray, int]:
-        sample = int(self.stream.sample[item])
-        if self.stream.kind[item] == KIND_EVAL:
-            local = sample - self.data.test_start
-            return self.data.x_test[local], int(self.data.y_test[local])
-        local = sample - self.data.train_start
-        return self.data.x_train[local], int(self.data.y_train[local])
-
     def _features_of(self, items: list[int]) -> np.ndarray:
         """Unscaled features of own ``items`` (cached on the host; modeled time counts every use)."""
         keys = [(bool(self.stream.kind[t] == KIND_EVAL), int(self.stream.sample[t])) for t in items]
@@ -154,13 +143,6 @@ class DataParallelDevice:
             self.scaler.finalized = True
             self._scaler_done = True
         return self.scaler.apply(feats)
-
-    def _pass(self, item: int) -> PassMetrics:
-        kind = "eval" if self.stream.kind[item] == KIND_EVAL else "train"
-        epoch = int(self.stream.epoch[item])
-        if not self.passes or self.passes[-1].kind != kind or self.passes[-1].epoch != epoch:
-            self.passes.append(PassMetrics(kind=kind, epoch=epoch))
-        return self.passes[-1]
 
     # ---------------------------------------------------------------- local work
     def _process(self, first: int, stop: int, train: bool = True) -> None:
@@ -194,7 +176,7 @@ class DataParallelDevice:
         logits = self.head.partial_logits(scaled)
         labels = np.asarray([self._own_series(t)[1] for t in items], dtype=np.int64)
         for row in range(len(items)):
-            _score(metrics, logits[row], int(labels[row]))
+            score(metrics, logits[row], int(labels[row]))
         if kind == KIND_TRAIN:
             self.head.accumulate_batch(scaled, logits, labels)
 
@@ -372,12 +354,3 @@ class DataParallelDevice:
         digest = hashlib.sha256(self.head.W.tobytes() + self.head.b.tobytes()).hexdigest()[:16]
         return {"passes": [p.as_dict() for p in self.passes], "steps": self.steps_taken,
                 "weights_digest": digest}
-
-
-def _score(metrics: PassMetrics, logits: np.ndarray, label: int) -> None:
-    z = logits.astype(np.float64)
-    z -= z.max()
-    log_p = z - np.log(np.exp(z).sum())
-    metrics.loss_sum += float(-log_p[label])
-    metrics.correct += int(np.argmax(logits) == label)
-    metrics.total += 1

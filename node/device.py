@@ -100,8 +100,50 @@ class DeviceData:
         )
 
 
+def score(metrics: PassMetrics, logits: np.ndarray, label: int) -> None:
+    """Add one sample's cross-entropy and hit to ``metrics`` (from its summed logits)."""
+    z = logits.astype(np.float64)
+    z -= z.max()
+    log_p = z - np.log(np.exp(z).sum())
+    metrics.loss_sum += float(-log_p[label])
+    metrics.correct += int(np.argmax(logits) == label)
+    metrics.total += 1
+
+
+class OwnSamples:
+    """What every device kind does with its own data shard and its per-pass metrics.
+
+    Expects ``device``, ``stream``, ``data`` and ``passes`` attributes.
+    """
+
+    device: int
+    data: DeviceData
+    passes: list[PassMetrics]
+
+    def owns(self, item: int) -> bool:
+        return int(self.stream.owner[item]) == self.device  # type: ignore[attr-defined]
+
+    def _own_series(self, item: int) -> tuple[np.ndarray, int]:
+        stream = self.stream  # type: ignore[attr-defined]
+        sample = int(stream.sample[item])
+        if stream.kind[item] == KIND_EVAL:
+            local = sample - self.data.test_start
+            return self.data.x_test[local], int(self.data.y_test[local])
+        local = sample - self.data.train_start
+        return self.data.x_train[local], int(self.data.y_train[local])
+
+    def _pass(self, item: int) -> PassMetrics:
+        """The metrics of the pass ``item`` belongs to (a new one when the pass changes)."""
+        stream = self.stream  # type: ignore[attr-defined]
+        kind = "eval" if stream.kind[item] == KIND_EVAL else "train"
+        epoch = int(stream.epoch[item])
+        if not self.passes or self.passes[-1].kind != kind or self.passes[-1].epoch != epoch:
+            self.passes.append(PassMetrics(kind=kind, epoch=epoch))
+        return self.passes[-1]
+
+
 @dataclass
-class Device:
+class Device(OwnSamples):
     """State machine of device ``device`` of ``config.n_devices``."""
 
     device: int
@@ -171,17 +213,6 @@ class Device:
         self.steps_taken = 0
 
     # ---------------------------------------------------------------- data access
-    def owns(self, item: int) -> bool:
-        return int(self.stream.owner[item]) == self.device
-
-    def _own_series(self, item: int) -> tuple[np.ndarray, int]:
-        sample = int(self.stream.sample[item])
-        if self.stream.kind[item] == KIND_EVAL:
-            local = sample - self.data.test_start
-            return self.data.x_test[local], int(self.data.y_test[local])
-        local = sample - self.data.train_start
-        return self.data.x_train[local], int(self.data.y_train[local])
-
     def series_of(self, item: int) -> tuple[np.ndarray, int] | None:
         """The series and label of ``item`` if this device has it (own or received)."""
         if self.owns(item):
@@ -332,13 +363,6 @@ class Device:
             if item > self.processed_item and self.stream.kind[item] != KIND_CALIB:
                 self._consume(item, None, None, self.config.missing_policy)
 
-    def _pass(self, item: int) -> PassMetrics:
-        kind = "eval" if self.stream.kind[item] == KIND_EVAL else "train"
-        epoch = int(self.stream.epoch[item])
-        if not self.passes or self.passes[-1].kind != kind or self.passes[-1].epoch != epoch:
-            self.passes.append(PassMetrics(kind=kind, epoch=epoch))
-        return self.passes[-1]
-
     def _consume(self, item: int, parts: np.ndarray | None, mask: np.ndarray | None, policy: str) -> None:
         kind = int(self.stream.kind[item])
         if kind == KIND_CALIB or item <= self.processed_item:
@@ -395,14 +419,7 @@ class Device:
         self._have_last |= present
         return total
 
-    @staticmethod
-    def _score(metrics: PassMetrics, total: np.ndarray, label: int) -> None:
-        z = total.astype(np.float64)
-        z -= z.max()
-        log_p = z - np.log(np.exp(z).sum())
-        metrics.loss_sum += float(-log_p[label])
-        metrics.correct += int(np.argmax(total) == label)
-        metrics.total += 1
+    _score = staticmethod(score)
 
     # ---------------------------------------------------------------- reporting
     def take_stats(self) -> dict[str, Any]:
