@@ -294,7 +294,11 @@ def run_testbed(
     finally:
         progress.stop()
         if backend is not None:
-            backend.terminate()
+            # A finished run's nodes exit by themselves after STOP; an aborted run may have
+            # nodes that never registered (nothing will stop them but us).
+            from coordinator.server import FINISHED
+
+            backend.terminate(grace_s=10.0 if coord.state.phase == FINISHED else 2.0)
         wall = time.monotonic() - started
         summary = build_summary(coord, setup, wall, None)
         coord.close()  # nothing answers any more: clients see the coordinator gone
