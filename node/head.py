@@ -56,50 +56,10 @@ def partial_logits_kernel(F, W, b, add_bias):
     return out
 
 
-@njit("float64(float32[::1], float32[::1], int64, float32[:, ::1], float32[::1])", cache=True, nogil=True)
-def accumulate_kernel(f, logits, label, G, gb):
-    """Add ``g f^T`` to ``G`` and ``g`` to ``gb``, ``g = softmax(logits) - onehot(label)``
-    (softmax in float64, ``g`` rounded to float32). Returns the cross-entropy loss."""
-    n_classes = logits.shape[0]
-    mx = np.float64(logits[0])
-    for c in range(1, n_classes):
-        if logits[c] > mx:
-            mx = np.float64(logits[c])
-    total = 0.0
-    e = np.empty(n_classes, dtype=np.float64)
-    for c in range(n_classes):
-        e[c] = math.exp(np.float64(logits[c]) - mx)
-        total += e[c]
-    g = np.empty(n_classes, dtype=np.float32)
-    for c in range(n_classes):
-        p = e[c] / total
-        if c == label:
-            p -= 1.0
-        g[c] = np.float32(p)
-    nf = f.shape[0]
-    for c in range(n_classes):
-        gc = g[c]
-        row = G[c]
-        for j in range(nf):
-            row[j] += gc * f[j]
-        gb[c] += gc
-    return -(np.float64(logits[label]) - mx - math.log(total))
-
-
-@njit("float64(float32[:, ::1], float32[:, ::1], int64[::1], float32[:, ::1], float32[::1])", cache=True, nogil=True)
-def accumulate_batch_kernel(F, logits, labels, G, gb):
-    """:func:`accumulate_kernel` for rows ``0..n-1`` in order; returns the summed loss."""
-    loss = 0.0
-    for i in range(F.shape[0]):
-        loss += accumulate_kernel(F[i], logits[i], labels[i], G, gb)
-    return loss
-
-
 @njit("float64(float32[::1], int64, float32[::1])", cache=True, nogil=True)
 def softmax_gradient_kernel(logits, label, g):
-    """``g = softmax(logits) - onehot(label)`` into ``g`` (float32), exactly as
-    :func:`accumulate_kernel` computes it (softmax in float64, then rounded). Returns the
-    cross-entropy loss."""
+    """``g = softmax(logits) - onehot(label)`` into ``g`` (float32; softmax in float64, then
+    rounded). Returns the cross-entropy loss (the first half of :func:`accumulate_kernel`)."""
     n_classes = logits.shape[0]
     mx = np.float64(logits[0])
     for c in range(1, n_classes):
@@ -121,7 +81,7 @@ def softmax_gradient_kernel(logits, label, g):
 @njit("void(float32[::1], float32[::1], float32[:, ::1], float32[::1])", cache=True, nogil=True)
 def accumulate_g_kernel(f, g, G, gb):
     """Add ``g f^T`` to ``G`` and ``g`` to ``gb`` (the second half of
-    :func:`accumulate_kernel`, same order, so bitwise the same sums)."""
+    :func:`accumulate_kernel`)."""
     n_classes = g.shape[0]
     nf = f.shape[0]
     for c in range(n_classes):
@@ -130,6 +90,28 @@ def accumulate_g_kernel(f, g, G, gb):
         for j in range(nf):
             row[j] += gc * f[j]
         gb[c] += gc
+
+
+@njit("float64(float32[::1], float32[::1], int64, float32[:, ::1], float32[::1])", cache=True, nogil=True)
+def accumulate_kernel(f, logits, label, G, gb):
+    """Add ``g f^T`` to ``G`` and ``g`` to ``gb``, ``g = softmax(logits) - onehot(label)``
+    (softmax in float64, ``g`` rounded to float32). Returns the cross-entropy loss.
+
+    The two halves are :func:`softmax_gradient_kernel` and :func:`accumulate_g_kernel`,
+    which private-labels mode runs on different devices: bitwise the same sums."""
+    g = np.empty(logits.shape[0], dtype=np.float32)
+    loss = softmax_gradient_kernel(logits, label, g)
+    accumulate_g_kernel(f, g, G, gb)
+    return loss
+
+
+@njit("float64(float32[:, ::1], float32[:, ::1], int64[::1], float32[:, ::1], float32[::1])", cache=True, nogil=True)
+def accumulate_batch_kernel(F, logits, labels, G, gb):
+    """:func:`accumulate_kernel` for rows ``0..n-1`` in order; returns the summed loss."""
+    loss = 0.0
+    for i in range(F.shape[0]):
+        loss += accumulate_kernel(F[i], logits[i], labels[i], G, gb)
+    return loss
 
 
 @njit("void(float32[::1], float32[::1], float32)", cache=True, nogil=True)
