@@ -59,7 +59,7 @@ RUN /opt/pip/bin/pip --python /opt/rocknet/bin/python install --no-cache-dir --n
  && venv-diff stage /opt/rocknet /opt/deps.list /opt/layer
 # Compile every numba kernel once, as the user that runs them, into NUMBA_CACHE_DIR.
 USER rocknet
-RUN python -m node.warmup
+RUN python -m node.offline.warmup
 
 # --- node: no dataset code, no plotting -------------------------------------------------
 FROM runtime AS node

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol.loss import LossModel  # noqa: E402
-from protocol.radio import resolve, resolve_batch  # noqa: E402
-from protocol.topology import Topology  # noqa: E402
+from protocol.air.loss import LossModel  # noqa: E402
+from protocol.air.radio import resolve, resolve_batch  # noqa: E402
+from protocol.air.topology import Topology  # noqa: E402
 
 
 def _blocks(fn: Callable[[int], object], per_block: int, n_blocks: int, per_call: int = 1) -> tuple[float, float]:

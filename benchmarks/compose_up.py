@@ -61,7 +61,7 @@ def image_sizes() -> dict[str, int]:
 
 def status(control_port: int) -> dict[str, Any] | None:
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "status", "--json", "--timeout", "1",
+        [sys.executable, "-m", "coordinator.ui.cli", "status", "--json", "--timeout", "1",
          "--connect", f"tcp://127.0.0.1:{control_port}"],
         capture_output=True, text=True, cwd=REPO,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from coordinator.setup import RunArgs, build_setup  # noqa: E402
+from coordinator.service.run_setup import RunArgs, build_setup  # noqa: E402
 from inprocess import drive  # noqa: E402
 
 SETTINGS = [("0", 0.0, None), ("0.1", 0.1, None), ("0.3", 0.3, None), ("0.5", 0.5, None),

@@ -75,10 +75,10 @@ def main() -> None:
     ap.add_argument("--dataset", default="GunPoint")
     a = ap.parse_args()
 
-    from coordinator.launcher import LaunchOptions, run_testbed
-    from coordinator.server import CoordinatorOptions
-    from coordinator.setup import RunArgs, build_setup
-    from node.reference import train_reference
+    from coordinator.service.launch import LaunchOptions, run_testbed
+    from coordinator.service.server import CoordinatorOptions
+    from coordinator.service.run_setup import RunArgs, build_setup
+    from node.offline.reference import train_reference
 
     def run(lockstep: bool, epochs: int) -> dict:
         out = Path(tempfile.mkdtemp(prefix="rocknet-bench-"))

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from numba import get_num_threads, set_num_threads
 
     from aeon.transformations.collection.convolution_based import MiniRocket
-    from coordinator.datasets import load_dataset, quantize_int8
-    from node.minirocket import transform
-    from protocol.model import aeon_to_kernel_major, kernel_ranges
+    from coordinator.service.datasets import load_dataset, quantize_int8
+    from node.ml.minirocket import transform
+    from protocol.config.model import aeon_to_kernel_major, kernel_ranges
 
     set_num_threads(1)
     ds = load_dataset(args.dataset)

@@ -1,7 +1,7 @@
-"""``python -m node``: run one emulated device (see node/main.py)."""
+"""``python -m node``: run one emulated device (see node/process.py)."""
 
 import sys
 
-from node.main import main
+from node.process import main
 
 sys.exit(main())

@@ -17,7 +17,9 @@ def warm_numba() -> None:
     Request it in any test that runs node kernels so that compile time is paid once and
     not inside a test with a timeout.
     """
-    from node import head, minirocket, scaling
+    from node.ml import head
+    from node.ml import minirocket
+    from node.ml import scaling
 
     minirocket.warm_up()
     scaling.warm_up()
@@ -39,7 +41,7 @@ class QuantizedDataset:
 @pytest.fixture(scope="session")
 def bundled_int8() -> Callable[[str], QuantizedDataset]:
     """``bundled_int8("GunPoint")``: a bundled dataset, loaded and quantized once per session."""
-    from coordinator.datasets import load_dataset, quantize_int8
+    from coordinator.service.datasets import load_dataset, quantize_int8
 
     @functools.cache
     def load(name: str) -> QuantizedDataset:

@@ -1,7 +1,7 @@
 """An in-process testbed: coordinator exchanges + air + node devices, no sockets.
 
-Exactly the code paths of a real run (the same :class:`~node.device.Device` and
-:class:`~coordinator.air.Air`), minus ZeroMQ and processes: what tests and the loss-robustness
+Exactly the code paths of a real run (the same :class:`~node.device.rocknet.Device` and
+:class:`~coordinator.engine.medium.Air`), minus ZeroMQ and processes: what tests and the loss-robustness
 benchmark use when they need many runs quickly.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.air import Air
-from coordinator.round import deliver, plan_exchanges
-from coordinator.setup import RunSetup
-from node.device import Device, DeviceData
-from protocol.frames import Tx
+from coordinator.engine.medium import Air
+from coordinator.engine.exchanges import deliver, plan_exchanges
+from coordinator.service.run_setup import RunSetup
+from node.device.rocknet import Device, DeviceData
+from protocol.wire.frames import Tx
 
 
 def drive(setup: RunSetup, lockstep: bool, silent: dict[int, set[int]] | None = None) -> tuple[list[Device], Air]:

@@ -1,0 +1,213 @@
+"""Control commands (status, pause, resume, stop, fault injection) and scenario files.
+
+Every command answers with a :class:`ControlReply`: ``ok``, a message, and the round from
+which it takes effect (the first round the air has not resolved yet: the next exchange). A bad
+command (unknown node, no such link, a value out of range) gets ``ok=False`` and changes
+nothing. Node numbers are *topology* node ids (in the default layouts device ``d`` is node
+``d`` and relays come after the devices).
+
+A scenario file is TOML with a list of timed events, each any inject command::
+
+    [[event]]
+    at_round = 100          # or: at_time_s = 12.5 (virtual seconds)
+    command = "jam"
+    nodes = [0, 1, 2]
+    prr = 0.0
+    rounds = 50
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from protocol.wire.frames import Control, ControlReply
+from protocol.air.loss import LossError
+
+if TYPE_CHECKING:
+    from coordinator.service.server import Coordinator
+
+#: Commands that change the air (allowed in scenario files).
+INJECT_COMMANDS = (
+    "link-down", "link-up", "loss", "burst", "jam", "node-down", "node-up", "clear",
+)
+COMMANDS = INJECT_COMMANDS + ("status", "pause", "resume", "stop")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the event and the fix."""
+
+
+@dataclass(order=True)
+class ScenarioEvent:
+    """One timed command: at a round, or at a virtual time (seconds)."""
+
+    at_round: int | None
+    at_time_s: float | None
+    command: str = field(compare=False)
+    args: dict[str, Any] = field(compare=False, default_factory=dict)
+
+    def due(self, next_round: int, virtual_time_s: float) -> bool:
+        if self.at_round is not None:
+            return next_round >= self.at_round
+        return self.at_time_s is not None and virtual_time_s >= self.at_time_s
+
+
+def load_scenario(path: Path) -> list[ScenarioEvent]:
+    """Read a scenario TOML file; raises :class:`ScenarioError` naming the bad event."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+    raw = data.get("event", [])
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioError(f"scenario {path} has no [[event]] entries")
+    events = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ScenarioError(f"scenario {path}: event {i} is not a table")
+        entry = dict(entry)
+        command = entry.pop("command", None)
+        if command not in INJECT_COMMANDS:
+            raise ScenarioError(
+                f"scenario {path}: event {i} has command {command!r}; use one of {INJECT_COMMANDS}"
+            )
+        at_round = entry.pop("at_round", None)
+        at_time = entry.pop("at_time_s", None)
+        if (at_round is None) == (at_time is None):
+            raise ScenarioError(f"scenario {path}: event {i} needs exactly one of at_round / at_time_s")
+        events.append(ScenarioEvent(
+            at_round=None if at_round is None else int(at_round),
+            at_time_s=None if at_time is None else float(at_time),
+            command=command,
+            args=entry,
+        ))
+    return events
+
+
+class ControlHandler:
+    """Applies control commands to a running :class:`Coordinator`."""
+
+    def __init__(self, coordinator: Coordinator, scenario: list[ScenarioEvent] | None = None) -> None:
+        self.coordinator = coordinator
+        self.pending = list(scenario or [])
+        self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
+            "link-down": self._link_down,
+            "link-up": self._link_up,
+            "loss": self._loss,
+            "burst": self._burst,
+            "jam": self._jam,
+            "node-down": self._node_down,
+            "node-up": self._node_up,
+            "clear": self._clear,
+        }
+
+    @property
+    def loss(self) -> Any:
+        return self.coordinator.setup.loss
+
+    def handle(self, msg: Control) -> ControlReply:
+        """Run one command; never raises for bad input."""
+        c = self.coordinator
+        effective = c.air.next_round
+        if msg.command == "status":
+            return ControlReply(ok=True, message="status", effective_round=effective, data=c.status())
+        if msg.command == "pause":
+            c.state.paused = True
+            c.event("paused")
+            return ControlReply(ok=True, message="paused", effective_round=effective, data={})
+        if msg.command == "resume":
+            c.state.paused = False
+            c.event("resumed")
+            return ControlReply(ok=True, message="resumed", effective_round=effective, data={})
+        if msg.command == "stop":
+            c.state.stop_reason = str(msg.args.get("reason", "stopped by operator"))
+            return ControlReply(ok=True, message="stopping", effective_round=effective, data={})
+        handler = self._handlers.get(msg.command)
+        if handler is None:
+            return ControlReply(
+                ok=False, message=f"unknown command {msg.command!r}; use one of {COMMANDS}",
+                effective_round=-1, data={},
+            )
+        try:
+            text = handler(dict(msg.args))
+        except (LossError, ValueError, TypeError, KeyError) as exc:
+            return ControlReply(ok=False, message=f"{msg.command}: {exc}", effective_round=-1, data={})
+        c.event("fault", command=msg.command, args=dict(msg.args), effective_round=effective,
+                faults=self.loss.describe())
+        return ControlReply(
+            ok=True, message=f"{text}; takes effect from round {effective}",
+            effective_round=effective, data={"faults": self.loss.describe()},
+        )
+
+    def apply_due(self, next_round: int) -> None:
+        """Fire scenario events that are due before the next exchange."""
+        vt = self.coordinator.air.virtual_time_s
+        due = [e for e in self.pending if e.due(next_round, vt)]
+        for event in due:
+            self.pending.remove(event)
+            reply = self.handle(Control(command=event.command, args=event.args))
+            self.coordinator.event("scenario", command=event.command, args=event.args,
+                                   ok=reply.ok, message=reply.message)
+
+    # ------------------------------------------------------------------ commands
+    @staticmethod
+    def _link_arg(args: dict[str, Any]) -> list[int] | None:
+        link = args.get("link")
+        if link is None:
+            return None
+        if not isinstance(link, (list, tuple)) or len(link) != 2:
+            raise ValueError(f"link must be two node ids, got {link!r}")
+        return [int(link[0]), int(link[1])]
+
+    def _link_down(self, args: dict[str, Any]) -> str:
+        a, b = int(args["a"]), int(args["b"])
+        self.loss.link_down(a, b, directed=bool(args.get("directed", False)))
+        return f"link {a}-{b} down"
+
+    def _link_up(self, args: dict[str, Any]) -> str:
+        a, b = int(args["a"]), int(args["b"])
+        self.loss.link_up(a, b, directed=bool(args.get("directed", False)))
+        return f"link {a}-{b} up"
+
+    def _loss(self, args: dict[str, Any]) -> str:
+        p = float(args["p"])
+        link = self._link_arg(args)
+        self.loss.set_bernoulli(p, link=link)
+        return f"loss {p} on {'link ' + str(link) if link else 'every link'}"
+
+    def _burst(self, args: dict[str, Any]) -> str:
+        p, r = float(args["p"]), float(args["r"])
+        link = self._link_arg(args)
+        self.loss.set_gilbert_elliott(p, r, link=link)
+        return f"Gilbert-Elliott bursts p={p} r={r} on {'link ' + str(link) if link else 'every link'}"
+
+    def _jam(self, args: dict[str, Any]) -> str:
+        nodes = args.get("nodes")
+        region = args.get("region")
+        prr = float(args.get("prr", 0.0))
+        start = self.coordinator.air.next_round
+        rounds = args.get("rounds")
+        to_round = None if rounds is None else start + int(rounds)
+        if rounds is not None and int(rounds) < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        jam_id = self.loss.jam(nodes=nodes, region=region, prr_factor=prr,
+                               from_round=start, to_round=to_round)
+        until = "" if to_round is None else f" until round {to_round}"
+        return f"jammer {jam_id} on {nodes or region} (PRR x{prr}){until}"
+
+    def _node_down(self, args: dict[str, Any]) -> str:
+        node = int(args["node"])
+        self.loss.node_down(node)
+        return f"node {node} down"
+
+    def _node_up(self, args: dict[str, Any]) -> str:
+        node = int(args["node"])
+        self.loss.node_up(node)
+        return f"node {node} up"
+
+    def _clear(self, args: dict[str, Any]) -> str:
+        self.loss.clear()
+        return "every fault cleared"

@@ -1,0 +1,174 @@
+"""The coordinator's checkpoint: everything needed to resume a run after a crash.
+
+Written after every exchange is resolved and *before* its RXs are sent (temp file +
+rename; no fsync per exchange: the checkpoint guards against a crashed or killed coordinator
+process, whose written pages the OS keeps, at a cost the lockstep round budget allows): the next exchange to run, the air (resolved rounds still needed, per-device totals,
+virtual time, the loss model with its Gilbert–Elliott states), the registry (device id by
+node name), the metrics file's length, and the encoded RXs of the exchange. A restarted
+coordinator truncates ``metrics.jsonl`` to that length, sends those RXs again (a node that
+already had one drops the duplicate: it no longer waits for that exchange) and goes on with
+the next exchange, so no round is counted twice and no node misses its RX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocol.files import arrays_digest
+
+from coordinator.engine.medium import RoundOutcome, Totals
+from protocol.air.radio.resolve import AirResult
+from protocol.stream.schedule import round_packets
+
+if TYPE_CHECKING:
+    from coordinator.service.server import Coordinator
+
+FORMAT = "rocknet-coordinator-checkpoint/1"
+FILENAME = "coordinator.ckpt.npz"
+_AIR_ARRAYS = ("decoded", "tx_slots", "rx_slots", "rx_ok_slots", "off_slots", "full_rank_slot")
+
+
+class CoordinatorCheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What :func:`load` hands back to the coordinator besides the restored state."""
+
+    next_plan: int
+    pending_rx: dict[int, bytes]
+    metrics_offset: int
+
+
+def run_fingerprint(coord: Coordinator) -> str:
+    """The run's identity: configuration, protocol, topology and exchange mode."""
+    import hashlib
+
+    text = json.dumps({
+        "config": coord.config.fingerprint(),
+        "protocol": coord.setup.protocol,
+        "topology": np.asarray(coord.setup.topology.prr).round(9).tolist(),
+        "exchanges": len(coord.plans),
+    }, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save(path: Path, coord: Coordinator, next_plan: int, pending_rx: dict[int, bytes],
+         metrics_offset: int) -> None:
+    """Write the checkpoint atomically."""
+    air = coord.air
+    arrays: dict[str, np.ndarray] = {}
+    rounds = []
+    for r in sorted(air._cache):
+        o = air._cache[r]
+        for name in _AIR_ARRAYS:
+            arrays[f"r{r}/{name}"] = np.asarray(getattr(o.air, name))
+        arrays[f"r{r}/alive_devices"] = o.alive_devices
+        rounds.append({"round": r, "n_slots": o.air.n_slots, "slot_s": o.air.slot_s, "air_s": o.air.air_s,
+                       "completion_slot": o.air.completion_slot, "protocol": o.air.protocol,
+                       "compute_s": o.compute_s, "latency_s": o.latency_s})
+    t = air.totals
+    for key, value in t.parts.items():
+        arrays[f"totals/{key}"] = value
+    for key in ("radio_on_s", "compute_s_modeled", "tx_slots", "rx_packets", "lost_packets"):
+        arrays[f"totals/{key}"] = getattr(t, key)
+    arrays["sample_s"], arrays["step_s"] = air.sample_s, air.step_s
+    for device, raw in pending_rx.items():
+        arrays[f"rx/{device}"] = np.frombuffer(raw, dtype=np.uint8)
+    meta = {
+        "format": FORMAT,
+        "fingerprint": run_fingerprint(coord),
+        "next_plan": next_plan,
+        "next_round": air.next_round,
+        "virtual_time_s": air.virtual_time_s,
+        "rounds": rounds,
+        "loss": coord.setup.loss.to_state(),
+        "registry": [[e.device, e.name, e.joins, e.forced_down] for e in coord.registry.entries()],
+        "accuracy": coord.state.accuracy,
+        "bad_frames": coord.state.bad_frames,
+        "stale_frames": coord.state.stale_frames,
+        "round": coord.state.round,
+        "metrics_offset": metrics_offset,
+        "scenario": [[e.at_round, e.at_time_s, e.command, e.args] for e in coord.control.pending],
+    }
+    meta["digest"] = arrays_digest(arrays)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, coord: Coordinator) -> Resume:
+    """Restore ``coord`` from ``path`` (all or nothing)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.array(data[k]) for k in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CoordinatorCheckpointError(
+            f"{path} is not a readable coordinator checkpoint ({exc}); move it away to start the run anew"
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CoordinatorCheckpointError(f"{path} is not a {FORMAT} file; move it away to start anew")
+    if meta.get("digest") != arrays_digest(arrays):
+        raise CoordinatorCheckpointError(f"{path} is corrupt (content digest mismatch); move it away to start anew")
+    if meta.get("fingerprint") != run_fingerprint(coord):
+        raise CoordinatorCheckpointError(
+            f"{path} belongs to another run (configuration, topology or mode differ): use the same "
+            "arguments as the interrupted run, or another --out directory"
+        )
+    air = coord.air
+    try:
+        cache: dict[int, RoundOutcome] = {}
+        for info in meta["rounds"]:
+            r = int(info["round"])
+            result = AirResult(
+                protocol=info["protocol"], round_no=r,
+                **{name: arrays[f"r{r}/{name}"] for name in _AIR_ARRAYS},
+                n_slots=int(info["n_slots"]), slot_s=float(info["slot_s"]), air_s=float(info["air_s"]),
+                completion_slot=int(info["completion_slot"]),
+            )
+            packets = round_packets(air.stream, r, air.series_length, air.n_classes, initiator=0)
+            cache[r] = air.make_outcome(r, packets, result, arrays[f"r{r}/alive_devices"].astype(bool),
+                                        float(info["compute_s"]), float(info["latency_s"]))
+        totals = Totals(air.n_devices)
+        for key in Totals.PARTS:
+            totals.parts[key] = arrays[f"totals/{key}"].astype(np.float64)
+        for key in ("radio_on_s", "compute_s_modeled"):
+            setattr(totals, key, arrays[f"totals/{key}"].astype(np.float64))
+        for key in ("tx_slots", "rx_packets", "lost_packets"):
+            setattr(totals, key, arrays[f"totals/{key}"].astype(np.int64))
+        pending = {int(k.split("/", 1)[1]): arrays[k].tobytes() for k in arrays if k.startswith("rx/")}
+        coord.setup.loss.load_state(meta["loss"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CoordinatorCheckpointError(f"{path} is damaged ({exc}); move it away to start anew") from exc
+    air._cache = cache
+    air.totals = totals
+    air.next_round = int(meta["next_round"])
+    air.virtual_time_s = float(meta["virtual_time_s"])
+    air.sample_s = arrays["sample_s"].astype(np.float64)
+    air.step_s = arrays["step_s"].astype(np.float64)
+    for device, name, joins, forced in meta["registry"]:
+        coord.registry.restore(int(device), str(name), int(joins), bool(forced))
+    coord.state.accuracy = dict(meta["accuracy"])
+    coord.state.bad_frames = int(meta["bad_frames"])
+    coord.state.stale_frames = int(meta["stale_frames"])
+    coord.state.round = int(meta["round"])
+    from coordinator.service.control import ScenarioEvent
+
+    coord.control.pending = [ScenarioEvent(a, b, c, d) for a, b, c, d in meta["scenario"]]
+    return Resume(int(meta["next_plan"]), pending, int(meta["metrics_offset"]))

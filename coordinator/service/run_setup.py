@@ -1,0 +1,172 @@
+"""Everything a run is made of, built and validated before any socket opens.
+
+:func:`build_setup` loads the dataset (coordinator side only), quantizes it to int8 as the
+devices hold it, builds the model and schedule configuration, the topology and the loss
+model, and checks them, so that a bad argument fails fast with a message that names the fix.
+:meth:`RunSetup.shard` is what gets "flashed" to device ``d`` at registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coordinator.service.datasets import load_dataset, quantize_int8
+from protocol.air.loss import LossModel
+from protocol.config.model import (
+    N_KERNELS,
+    ModelConfig,
+    bias_fit_rows,
+    fit_dilations,
+    schedule_config,
+    shard_fit_series,
+)
+from protocol.stream.modes import MODES, kernels_held, stream_for
+from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
+from protocol.stream.schedule import Stream, contiguous_split
+from protocol.air.topology import Topology
+
+PROTOCOLS = ("mixer", "glossy")
+
+
+class SetupError(ValueError):
+    """A run that cannot start; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """What a user chooses for a run (the CLI's flags)."""
+
+    dataset: str = "GunPoint"
+    nodes: int = 20
+    epochs: int | None = None
+    protocol: str = "mixer"
+    loss: float = 0.0
+    topology: Path | None = None
+    seed: int = 0
+    data_dir: Path | None = None
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    num_features: int = 10_000
+    missing_policy: str = "sum"
+    ram_budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES
+    eval_every: int = 0
+    mode: str = "rocknet"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSetup:
+    """A validated run: config, data (int8), topology, loss model, stream."""
+
+    config: RunConfig
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_labels: list[str]
+    topology: Topology
+    loss: LossModel
+    protocol: str
+    stream: Stream
+
+    def shard(self, device: int) -> dict[str, Any]:
+        """The data "flashed" to ``device``: its samples and the series its biases need."""
+        n = self.config.n_devices
+        a, b = contiguous_split(len(self.y_train), n)[device]
+        c, d = contiguous_split(len(self.y_test), n)[device]
+        dilations, _ = fit_dilations(self.config.series_length, self.config.model)
+        rows = bias_fit_rows(len(self.y_train), len(dilations), self.config.model)
+        k0, k1 = kernels_held(self.config, device)  # all 84 in data-parallel mode
+        indices, local_rows = shard_fit_series(rows, k0, k1)
+        return {
+            "x_train": self.x_train[a:b],
+            "y_train": self.y_train[a:b].astype(np.int16),
+            "train_start": np.asarray(a, dtype=np.int64),
+            "x_test": self.x_test[c:d],
+            "y_test": self.y_test[c:d].astype(np.int16),
+            "test_start": np.asarray(c, dtype=np.int64),
+            "fit_series": self.x_train[indices],
+            "fit_rows": local_rows,
+        }
+
+
+def build_setup(args: RunArgs) -> RunSetup:
+    """Validate ``args`` and build the run; raises :class:`SetupError` with the fix."""
+    if args.nodes < 1:
+        raise SetupError(f"--nodes must be at least 1, got {args.nodes}")
+    if args.nodes > N_KERNELS:
+        raise SetupError(
+            f"--nodes {args.nodes} is more devices than MiniRocket has kernels ({N_KERNELS}); "
+            f"use --nodes {N_KERNELS} or fewer"
+        )
+    if args.protocol not in PROTOCOLS:
+        raise SetupError(f"--protocol must be one of {PROTOCOLS}, got {args.protocol!r}")
+    if not 0.0 <= args.loss < 1.0:
+        raise SetupError(f"--loss is a drop probability in [0, 1), got {args.loss}")
+    if args.mode not in MODES:
+        raise SetupError(f"--mode must be one of {', '.join(MODES)}; got {args.mode!r}")
+    try:
+        data = load_dataset(args.dataset, args.data_dir)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+    x_train, x_test = quantize_int8(data.x_train, data.x_test)
+    n_classes = int(max(data.y_train.max(), data.y_test.max() if len(data.y_test) else 0)) + 1
+    overrides = dict(args.model_overrides)
+    overrides.setdefault("optimizer", args.optimizer)
+    overrides.setdefault("num_features", args.num_features)
+    overrides.setdefault("seed", args.seed)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    try:
+        model = ModelConfig(**overrides)
+        schedule = schedule_config(
+            model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every
+        )
+        config = RunConfig(
+            dataset=data.name,
+            n_devices=args.nodes,
+            n_classes=n_classes,
+            series_length=int(x_train.shape[1]),
+            model=model,
+            schedule=schedule,
+            missing_policy=args.missing_policy,
+            ram_budget_bytes=args.ram_budget_bytes,
+            mode=args.mode,
+        )
+        stream = stream_for(config)
+    except (TypeError, ValueError) as exc:
+        raise SetupError(str(exc)) from exc
+    try:
+        if args.topology is not None:
+            topology = Topology.from_file(args.topology)
+        else:
+            topology = Topology.default_testbed(n_devices=args.nodes)
+        topology.validate()
+    except ValueError as exc:
+        raise SetupError(f"topology: {exc}") from exc
+    if topology.n_devices != args.nodes:
+        raise SetupError(
+            f"the topology has {topology.n_devices} compute nodes but --nodes is {args.nodes}: "
+            "make them match"
+        )
+    loss = LossModel(topology)
+    if args.loss > 0:
+        loss.set_bernoulli(args.loss)
+    return RunSetup(
+        config=config,
+        x_train=x_train,
+        y_train=np.asarray(data.y_train, dtype=np.int64),
+        x_test=x_test,
+        y_test=np.asarray(data.y_test, dtype=np.int64),
+        class_labels=[str(c) for c in data.class_labels],
+        topology=topology,
+        loss=loss,
+        protocol=args.protocol,
+        stream=stream,
+    )

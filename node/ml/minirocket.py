@@ -1,0 +1,346 @@
+"""MiniRocket's kernels in numba, restricted to a contiguous range of kernels (a shard).
+
+Inputs are int8 series (DESIGN 1.1), so the convolution is exact integer arithmetic: the
+output of every kernel is an integer (``|C| <= 1530``, held as int16), a bias ``b`` is
+compared as ``C > floor(b)`` (the same test as ``C > b`` for an integer ``C``), and a
+feature is ``float32(count / n_positions)``. Fed the same values as float32 and the same fitted parameters, aeon's MiniRocket gives the
+same numbers (up to the feature permutation, see
+:func:`protocol.config.model.aeon_to_kernel_major`).
+
+Feature order is kernel-major ``(kernel, dilation, bias)``: the transform of kernels
+``[kernel_start, kernel_stop)`` is exactly the slice ``[kernel_start * P, kernel_stop * P)``
+of the full feature vector, ``P = sum(features_per_dilation)``.
+
+Padding rule (as MiniRocket): combination (dilation ``j``, kernel ``k``) uses the zero-padded
+output (all ``L`` positions) when ``(j + k)`` is even and only the valid positions
+``[4 d, L - 4 d)`` when it is odd; ``k`` is the global kernel index.
+
+All kernels are plain module-level functions on arrays, compiled with ``cache=True``, and
+single-threaded (no ``prange``).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+from numba import njit
+
+from protocol.config.model import KERNEL_LENGTH, N_KERNELS
+
+#: The 84 kernels: the 3 positions (of 9) with weight 2; the other 6 have weight -1.
+KERNEL_INDICES = np.array(list(combinations(range(KERNEL_LENGTH), 3)), dtype=np.int64)
+_GOLDEN = (math.sqrt(5.0) + 1.0) / 2.0
+
+assert KERNEL_INDICES.shape == (N_KERNELS, 3)
+
+
+@njit("void(int8[::1], int64, int16[:, ::1], int16[::1])", cache=True, nogil=True)
+def _shifted(x, dilation, gamma, alpha):
+    """Fill ``gamma[m, t] = 3 * x[t + (m - 4) * dilation]`` (0 outside) and
+    ``alpha[t] = -sum_m x[t + (m - 4) * dilation]``.
+
+    A kernel with weight-2 positions (a, b, c) then outputs
+    ``alpha + gamma[a] + gamma[b] + gamma[c]`` (2 = -1 + 3). int16 holds them all
+    (``|gamma| <= 384``, ``|alpha| <= 1152``) and halves the memory traffic.
+    """
+    length = x.shape[0]
+    for t in range(length):
+        alpha[t] = 0
+    for m in range(KERNEL_LENGTH):
+        shift = (m - 4) * dilation
+        row = gamma[m]
+        for t in range(length):
+            src = t + shift
+            if 0 <= src < length:
+                v = np.int32(x[src])
+                row[t] = 3 * v
+                alpha[t] -= v
+            else:
+                row[t] = 0
+
+
+@njit("int16[::1](float32[::1])", cache=True, nogil=True)
+def bias_thresholds(biases):
+    """``floor(bias)`` as int16 thresholds: for an integer ``C``, ``C > b`` iff ``C > floor(b)``.
+
+    Kernel outputs of int8 series satisfy ``|C| <= 1530`` (six weights -1, three +2), so
+    clamping the thresholds to ``[-32767, 32767]`` changes no comparison."""
+    out = np.empty(biases.shape[0], dtype=np.int16)
+    for i in range(biases.shape[0]):
+        v = math.floor(biases[i])
+        if v > 32767.0:
+            v = 32767.0
+        elif v < -32767.0:
+            v = -32767.0
+        out[i] = np.int16(v)
+    return out
+
+
+@njit(inline="always", cache=True)
+def _count_above(conv, n, threshold):
+    """How many of ``conv[:n]`` exceed ``threshold``.
+
+    The loop starts at 0 so that numba can drop its negative-index wraparound check and
+    LLVM vectorizes it (a loop from a variable start does not vectorize); int16 values
+    with a plain integer count vectorize best."""
+    count = 0
+    for t in range(n):
+        count += conv[t] > threshold
+    return count
+
+
+@njit(inline="always", cache=True)
+def _count_above4(conv, n, threshold0, threshold1, threshold2, threshold3):
+    """:func:`_count_above` for four thresholds in one pass over ``conv``."""
+    count0 = 0
+    count1 = 0
+    count2 = 0
+    count3 = 0
+    for t in range(n):
+        v = conv[t]
+        count0 += v > threshold0
+        count1 += v > threshold1
+        count2 += v > threshold2
+        count3 += v > threshold3
+    return count0, count1, count2, count3
+
+
+@njit(inline="always", cache=True)
+def _count_above2(conv, n, threshold0, threshold1):
+    """:func:`_count_above` for two thresholds in one pass over ``conv``."""
+    count0 = 0
+    count1 = 0
+    for t in range(n):
+        v = conv[t]
+        count0 += v > threshold0
+        count1 += v > threshold1
+    return count0, count1
+
+
+@njit(
+    "float32[:, ::1](int8[:, ::1], int32[::1], int32[::1], int16[::1], int64, int64)",
+    cache=True,
+    nogil=True,
+)
+def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel_start, kernel_stop):
+    """:func:`transform` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
+    n, length = X.shape
+    n_dil = dilations.shape[0]
+    per_kernel = 0
+    for j in range(n_dil):
+        per_kernel += features_per_dilation[j]
+    dil_start = np.zeros(n_dil, dtype=np.int64)
+    for j in range(1, n_dil):
+        dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
+    n_out = (kernel_stop - kernel_start) * per_kernel
+    out = np.empty((n, n_out), dtype=np.float32)
+    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
+    alpha = np.empty(length, dtype=np.int16)
+    conv = np.empty(length, dtype=np.int16)
+    # PPV values by count: row 0 for all L positions, row 1 + j for the valid positions
+    # of dilation j; a lookup instead of a division per feature, with the same float32
+    ppv = np.zeros((n_dil + 1, length + 1), dtype=np.float32)
+    for c in range(length + 1):
+        ppv[0, c] = np.float32(c / length)
+    for j in range(n_dil):
+        n_valid = length - 8 * np.int64(dilations[j])
+        for c in range(n_valid + 1):
+            ppv[1 + j, c] = np.float32(c / n_valid)
+    for i in range(n):
+        x = X[i]
+        for j in range(n_dil):
+            dilation = np.int64(dilations[j])
+            pad = 4 * dilation
+            n_feat = features_per_dilation[j]
+            _shifted(x, dilation, gamma, alpha)
+            for k in range(kernel_start, kernel_stop):
+                if (j + k) % 2 == 0:
+                    lo = 0
+                    hi = length
+                    table = ppv[0]
+                else:
+                    lo = pad
+                    hi = length - pad
+                    table = ppv[1 + j]
+                n_pos = hi - lo
+                # views from ``lo``: every inner loop runs from 0 (see _count_above)
+                al = alpha[lo:hi]
+                ga = gamma[KERNEL_INDICES[k, 0], lo:hi]
+                gb = gamma[KERNEL_INDICES[k, 1], lo:hi]
+                gc = gamma[KERNEL_INDICES[k, 2], lo:hi]
+                for t in range(n_pos):
+                    conv[t] = al[t] + ga[t] + gb[t] + gc[t]
+                base = (k - kernel_start) * per_kernel + dil_start[j]
+                f = 0
+                while f + 4 <= n_feat:
+                    c0, c1, c2, c3 = _count_above4(
+                        conv, n_pos, thresholds[base + f], thresholds[base + f + 1],
+                        thresholds[base + f + 2], thresholds[base + f + 3],
+                    )
+                    out[i, base + f] = table[c0]
+                    out[i, base + f + 1] = table[c1]
+                    out[i, base + f + 2] = table[c2]
+                    out[i, base + f + 3] = table[c3]
+                    f += 4
+                while f + 2 <= n_feat:
+                    c0, c1 = _count_above2(conv, n_pos, thresholds[base + f], thresholds[base + f + 1])
+                    out[i, base + f] = table[c0]
+                    out[i, base + f + 1] = table[c1]
+                    f += 2
+                if f < n_feat:
+                    out[i, base + f] = table[_count_above(conv, n_pos, thresholds[base + f])]
+    return out
+
+
+def transform(
+    X: np.ndarray,
+    dilations: np.ndarray,
+    features_per_dilation: np.ndarray,
+    biases_of_shard: np.ndarray,
+    kernel_start: int,
+    kernel_stop: int,
+) -> np.ndarray:
+    """PPV features of kernels ``[kernel_start, kernel_stop)`` of int8 series.
+
+    Args:
+        X: int8[n, L] quantized series (a single int8[L] series is taken as one row).
+        dilations, features_per_dilation: int32[D] from :func:`protocol.config.model.fit_dilations`.
+        biases_of_shard: float32[(kernel_stop - kernel_start) * P], kernel-major.
+        kernel_start, kernel_stop: the shard's kernel range.
+
+    Returns:
+        float32[n, (kernel_stop - kernel_start) * P], kernel-major.
+    """
+    if isinstance(X, np.ndarray) and X.ndim == 1:
+        X = X[None, :]
+    X, dilations, features_per_dilation = _check(X, dilations, features_per_dilation, kernel_start, kernel_stop)
+    per_kernel = int(features_per_dilation.sum())
+    biases_of_shard = np.ascontiguousarray(biases_of_shard, dtype=np.float32)
+    expected = (kernel_stop - kernel_start) * per_kernel
+    if biases_of_shard.shape != (expected,):
+        raise ValueError(
+            f"biases_of_shard has shape {biases_of_shard.shape}, expected ({expected},) for "
+            f"kernels [{kernel_start}, {kernel_stop}) x {per_kernel} features per kernel"
+        )
+    return transform_thresholds(
+        X, dilations, features_per_dilation, bias_thresholds(biases_of_shard), kernel_start, kernel_stop
+    )
+
+
+@njit(
+    "float32[::1](int8[:, ::1], int32[:, ::1], int32[::1], int32[::1], int64, int64)",
+    cache=True,
+    nogil=True,
+)
+def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_start, kernel_stop):
+    length = fit_series.shape[1]
+    n_dil = dilations.shape[0]
+    per_kernel = 0
+    for j in range(n_dil):
+        per_kernel += features_per_dilation[j]
+    dil_start = np.zeros(n_dil, dtype=np.int64)
+    for j in range(1, n_dil):
+        dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
+    out = np.empty((kernel_stop - kernel_start) * per_kernel, dtype=np.float32)
+    gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
+    alpha = np.empty(length, dtype=np.int16)
+    conv = np.empty(length, dtype=np.float64)
+    for k in range(kernel_start, kernel_stop):
+        ia = KERNEL_INDICES[k, 0]
+        ib = KERNEL_INDICES[k, 1]
+        ic = KERNEL_INDICES[k, 2]
+        for j in range(n_dil):
+            _shifted(fit_series[fit_rows[k, j]], np.int64(dilations[j]), gamma, alpha)
+            for t in range(length):
+                conv[t] = alpha[t] + gamma[ia, t] + gamma[ib, t] + gamma[ic, t]
+            srt = np.sort(conv)
+            n_feat = features_per_dilation[j]
+            base = (k - kernel_start) * per_kernel + dil_start[j]
+            # numbering of the low-discrepancy sequence: aeon's (dilation-major) order
+            aeon_base = N_KERNELS * dil_start[j] + k * n_feat
+            for f in range(n_feat):
+                q = np.float64(np.float32(((aeon_base + f + 1) * _GOLDEN) % 1.0))
+                if length == 1:
+                    val = srt[0]
+                else:
+                    # linear interpolation between closest ranks (numba's np.quantile)
+                    rank = 1.0 + (length - 1) * ((q * 100.0) / 100.0)
+                    lower_rank = math.floor(rank)
+                    frac = rank - lower_rank
+                    lo_i = int(lower_rank) - 1
+                    hi_i = min(lo_i + 1, length - 1)
+                    val = srt[lo_i] * (1.0 - frac) + srt[hi_i] * frac
+                out[base + f] = np.float32(val)
+    return out
+
+
+def fit_biases(
+    fit_series: np.ndarray,
+    fit_rows: np.ndarray,
+    dilations: np.ndarray,
+    features_per_dilation: np.ndarray,
+    kernel_start: int,
+    kernel_stop: int,
+) -> np.ndarray:
+    """Biases of kernels ``[kernel_start, kernel_stop)``: quantiles of their outputs.
+
+    Args:
+        fit_series: int8[k, L] the series the shard was given for fitting.
+        fit_rows: int32[84, D] row of ``fit_series`` that fits (kernel, dilation); only the
+            shard's rows are read (see :func:`protocol.config.model.shard_fit_series`).
+        dilations, features_per_dilation: int32[D].
+
+    Returns:
+        float32[(kernel_stop - kernel_start) * P] kernel-major. The quantile of feature
+        ``i`` (in aeon's order) is ``frac((i + 1) * golden_ratio)``; the quantile is the
+        linear interpolation between closest ranks of the full-length (zero-padded) output.
+    """
+    fit_series, dilations, features_per_dilation = _check(
+        fit_series, dilations, features_per_dilation, kernel_start, kernel_stop
+    )
+    fit_rows = np.ascontiguousarray(fit_rows, dtype=np.int32)
+    if fit_rows.shape != (N_KERNELS, dilations.shape[0]):
+        raise ValueError(f"fit_rows must have shape (84, {dilations.shape[0]}), got {fit_rows.shape}")
+    used = fit_rows[kernel_start:kernel_stop]
+    if used.size and (used.min() < 0 or used.max() >= fit_series.shape[0]):
+        raise ValueError(
+            f"fit_rows of kernels [{kernel_start}, {kernel_stop}) point outside fit_series "
+            f"({fit_series.shape[0]} series)"
+        )
+    return _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_start, kernel_stop)
+
+
+def _check(
+    X: np.ndarray, dilations: np.ndarray, features_per_dilation: np.ndarray, kernel_start: int, kernel_stop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(X, np.ndarray) or X.dtype != np.int8 or X.ndim != 2:
+        raise TypeError(
+            "series must be an int8 array of shape (n, L): quantize first "
+            "(coordinator.service.datasets.quantize_int8)"
+        )
+    if not 0 <= kernel_start <= kernel_stop <= N_KERNELS:
+        raise ValueError(f"kernel range [{kernel_start}, {kernel_stop}) is not inside [0, {N_KERNELS})")
+    dilations = np.ascontiguousarray(dilations, dtype=np.int32)
+    features_per_dilation = np.ascontiguousarray(features_per_dilation, dtype=np.int32)
+    if dilations.ndim != 1 or dilations.shape != features_per_dilation.shape:
+        raise ValueError("dilations and features_per_dilation must be 1-D arrays of the same length")
+    length = X.shape[1]
+    if dilations.size and 8 * int(dilations.max()) >= length:
+        raise ValueError(
+            f"dilation {int(dilations.max())} is too large for series of length {length} "
+            "(needs 8 * dilation < L): fit the dilations for this length"
+        )
+    return np.ascontiguousarray(X), dilations, features_per_dilation
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel of this module on a tiny input."""
+    x = np.zeros((1, 16), dtype=np.int8)
+    x[0, ::3] = 5
+    dil = np.array([1], dtype=np.int32)
+    fpd = np.array([1], dtype=np.int32)
+    rows = np.zeros((N_KERNELS, 1), dtype=np.int32)
+    b = fit_biases(x, rows, dil, fpd, 0, N_KERNELS)
+    transform(x, dil, fpd, b, 0, N_KERNELS)

@@ -1,0 +1,334 @@
+"""The model's configuration and the pure geometry of MiniRocket shards (numpy only).
+
+Shared by the coordinator and the nodes: which dilations and how many features per dilation
+a series length gets, which training series fit the biases of each (kernel, dilation), how
+the 84 kernels and the feature vector are split over devices, the learning-rate schedule.
+
+Feature order is *kernel-major*: ``(kernel, dilation, bias)``, so a contiguous kernel range
+is a contiguous slice of the feature vector. (aeon orders features dilation-major:
+``(dilation, kernel, bias)``; :func:`aeon_to_kernel_major` gives the permutation.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from protocol.stream.schedule import ScheduleConfig, contiguous_split
+
+#: MiniRocket's kernels: all choices of 3 positions out of 9 (weight 2, the others -1).
+N_KERNELS = 84
+#: Length of every MiniRocket kernel.
+KERNEL_LENGTH = 9
+#: aeon's cap on dilations per kernel (its ``max_dilations_per_kernel`` default).
+AEON_MAX_DILATIONS = 32
+
+DILATION_STYLES = ("paper", "aeon")
+BIAS_SOURCES = ("first", "random")
+OPTIMIZERS = ("adam", "adam8bit")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the model and its training, apart from the data and N.
+
+    Attributes:
+        num_features: target feature count (MiniRocket's ~10,000); the real count is
+            ``84 * sum(features_per_dilation)`` (see :func:`fit_dilations`).
+        dilation_style: ``"paper"``: dilations ``2**0 .. 2**floor(log2((L-1)/8))`` and
+            ``num_features // (n_dilations * 84)`` biases per (kernel, dilation) as the
+            RockNet firmware; ``"aeon"``: aeon MiniRocket's rule (up to 32 dilations,
+            log-spaced, features spread over them).
+        bias_source: ``"first"``: every bias is fitted on training series 0 (the paper's
+            firmware); ``"random"``: one random training series per (kernel, dilation), as
+            aeon does.
+        optimizer: ``"adam"`` (float32 states, the exact reference) or ``"adam8bit"``
+            (m and v as uint8, block-wise dynamic-tree quantization, blocks of 256).
+        lr, beta1, beta2, eps: Adam's hyper-parameters.
+        weight_decay: decoupled weight decay (AdamW): each step also shrinks the weights by
+            ``lr_t * weight_decay`` of themselves (W only, not the bias b).
+        batch_size: training samples per optimizer step (capped at the training-set size
+            by :func:`effective_batch_size`).
+        epochs: passes over the training set.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (from ``lr`` down to
+            ``lr * lr_min_ratio`` after the last step, see :func:`lr_at`).
+        lr_min_ratio: the cosine schedule's final learning rate as a fraction of ``lr``.
+        feature_scaling: per-feature standardization, each device on its own features,
+            from a calibration pass over the training set.
+        seed: seeds weight initialization, the random bias rows and the sample order.
+    """
+
+    num_features: int = 10_000
+    dilation_style: str = "paper"
+    bias_source: str = "first"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 100.0
+    batch_size: int = 16
+    epochs: int = 15
+    lr_schedule: str = "cosine"
+    lr_min_ratio: float = 0.0
+    feature_scaling: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"ModelConfig: {message}")
+
+        need(
+            isinstance(self.num_features, int) and self.num_features >= N_KERNELS,
+            f"num_features must be an int >= {N_KERNELS} (one per kernel at least), "
+            f"got {self.num_features!r}",
+        )
+        need(
+            self.dilation_style in DILATION_STYLES,
+            f"dilation_style must be one of {DILATION_STYLES}, got {self.dilation_style!r}",
+        )
+        need(
+            self.bias_source in BIAS_SOURCES,
+            f"bias_source must be one of {BIAS_SOURCES}, got {self.bias_source!r}",
+        )
+        need(
+            self.optimizer in OPTIMIZERS,
+            f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
+        )
+        need(
+            self.lr_schedule in LR_SCHEDULES,
+            f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}",
+        )
+        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr!r}")
+        need(0.0 <= self.beta1 < 1.0, f"beta1 must be in [0, 1), got {self.beta1!r}")
+        need(0.0 <= self.beta2 < 1.0, f"beta2 must be in [0, 1), got {self.beta2!r}")
+        need(self.eps > 0, f"eps must be > 0, got {self.eps!r}")
+        need(
+            self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        need(
+            0.0 <= self.lr_min_ratio <= 1.0,
+            f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio!r}",
+        )
+        need(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch_size must be an int >= 1, got {self.batch_size!r}",
+        )
+        need(
+            isinstance(self.epochs, int) and self.epochs >= 0,
+            f"epochs must be an int >= 0, got {self.epochs!r}",
+        )
+        need(isinstance(self.feature_scaling, bool), "feature_scaling must be a bool")
+        need(
+            isinstance(self.seed, int) and self.seed >= 0,
+            f"seed must be an int >= 0, got {self.seed!r}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (str, int, float, bool): msgpack- and JSON-able."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"ModelConfig: unknown keys {unknown}; known keys are {sorted(known)}"
+            )
+        values = dict(data)
+        # msgpack/JSON may turn floats that are whole numbers into ints: accept them.
+        for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "lr_min_ratio"):
+            if name in values and isinstance(values[name], int) and not isinstance(values[name], bool):
+                values[name] = float(values[name])
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------- dilations
+
+
+def _check_length(series_length: int) -> None:
+    if series_length < KERNEL_LENGTH:
+        raise ValueError(
+            f"series length {series_length} is shorter than MiniRocket's kernel "
+            f"({KERNEL_LENGTH}): zero-pad the series to at least {KERNEL_LENGTH} samples"
+        )
+
+
+def _aeon_dilations(series_length: int, num_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """aeon MiniRocket's dilation rule (re-derived: log-spaced, unique, remainder spread)."""
+    per_kernel = num_features // N_KERNELS
+    n_dil_max = min(per_kernel, AEON_MAX_DILATIONS)
+    multiplier = per_kernel / n_dil_max
+    max_exponent = np.log2((series_length - 1) / (KERNEL_LENGTH - 1))
+    raw = np.logspace(0, max_exponent, n_dil_max, base=2).astype(np.int32)
+    dilations, counts = np.unique(raw, return_counts=True)
+    per_dilation = (counts * multiplier).astype(np.int32)
+    remainder = per_kernel - int(per_dilation.sum())
+    i = 0
+    while remainder > 0:
+        per_dilation[i] += 1
+        remainder -= 1
+        i = (i + 1) % len(per_dilation)
+    return dilations.astype(np.int32), per_dilation.astype(np.int32)
+
+
+def fit_dilations(series_length: int, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Dilations and biases per (kernel, dilation) for series of ``series_length`` samples.
+
+    Returns ``(dilations int32[D], features_per_dilation int32[D])``; each kernel has
+    ``features_per_dilation[j]`` features at dilation ``j``, so the model has
+    ``84 * features_per_dilation.sum()`` features.
+    """
+    _check_length(series_length)
+    if cfg.dilation_style == "aeon":
+        return _aeon_dilations(series_length, cfg.num_features)
+    max_exp = int(math.floor(math.log2((series_length - 1) / (KERNEL_LENGTH - 1))))
+    # guard against float round-off at exact powers of two
+    while 2 ** (max_exp + 1) * (KERNEL_LENGTH - 1) <= series_length - 1:
+        max_exp += 1
+    while max_exp > 0 and 2**max_exp * (KERNEL_LENGTH - 1) > series_length - 1:
+        max_exp -= 1
+    dilations = (2 ** np.arange(max_exp + 1)).astype(np.int32)
+    per = cfg.num_features // (len(dilations) * N_KERNELS)
+    if per < 1:
+        raise ValueError(
+            f"num_features={cfg.num_features} gives no feature per (kernel, dilation) for "
+            f"{len(dilations)} dilations: use num_features >= {len(dilations) * N_KERNELS}"
+        )
+    return dilations, np.full(len(dilations), per, dtype=np.int32)
+
+
+def n_features_total(features_per_dilation: np.ndarray) -> int:
+    """Length of the full feature vector."""
+    return N_KERNELS * int(np.sum(features_per_dilation))
+
+
+# ----------------------------------------------------------------------------- biases
+
+
+def bias_fit_rows(n_train: int, n_dilations: int, cfg: ModelConfig) -> np.ndarray:
+    """Training sample (index into the training set) that fits each (kernel, dilation).
+
+    Returns int32[84, D]. ``"first"``: all zeros; ``"random"``: uniform draws from
+    ``np.random.default_rng([seed, 1])``, drawn dilation-major as aeon does.
+    """
+    if n_train < 1:
+        raise ValueError("bias fitting needs at least one training series")
+    if n_dilations < 1:
+        raise ValueError(f"n_dilations must be >= 1, got {n_dilations}")
+    if cfg.bias_source == "first":
+        return np.zeros((N_KERNELS, n_dilations), dtype=np.int32)
+    rng = np.random.default_rng([cfg.seed, 1])
+    rows = rng.integers(0, n_train, size=(n_dilations, N_KERNELS))
+    return np.ascontiguousarray(rows.T.astype(np.int32))
+
+
+def shard_fit_series(
+    rows: np.ndarray, kernel_start: int, kernel_stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a shard needs to fit its biases.
+
+    Returns ``(train_indices int64[k], local_rows int32[84, D])``: the training series to
+    "flash" to the device (sorted, unique) and ``rows`` rewritten as indices into that list
+    (rows of kernels outside the shard are set to 0 and never read).
+    """
+    sub = rows[kernel_start:kernel_stop]
+    train_indices = np.unique(sub).astype(np.int64)
+    local = np.zeros_like(rows, dtype=np.int32)
+    local[kernel_start:kernel_stop] = np.searchsorted(train_indices, sub).astype(np.int32)
+    return train_indices, local
+
+
+def quantile_positions(features_per_dilation: np.ndarray) -> np.ndarray:
+    """Quantile of every feature's bias, in kernel-major order (float32[F]).
+
+    MiniRocket's low-discrepancy sequence ``frac(i * golden_ratio)``, ``i = 1, 2, ...``
+    numbered in aeon's dilation-major feature order, so that fitted on the same series our
+    biases are aeon's biases permuted.
+    """
+    total = n_features_total(features_per_dilation)
+    phi = (np.sqrt(5.0) + 1.0) / 2.0
+    seq = ((np.arange(1, total + 1, dtype=np.float64) * phi) % 1.0).astype(np.float32)
+    return seq[aeon_to_kernel_major(features_per_dilation)]
+
+
+def aeon_to_kernel_major(features_per_dilation: np.ndarray) -> np.ndarray:
+    """Permutation ``perm`` with ``ours = aeon_features[..., perm]`` (int64[F]).
+
+    aeon orders features ``(dilation, kernel, bias)``; we order ``(kernel, dilation, bias)``.
+    """
+    fpd = np.asarray(features_per_dilation, dtype=np.int64)
+    dil_start = np.concatenate([[0], np.cumsum(fpd)[:-1]])  # per kernel, within a kernel
+    perm = np.empty(n_features_total(fpd), dtype=np.int64)
+    pos = 0
+    for k in range(N_KERNELS):
+        for j, n in enumerate(fpd):
+            aeon_start = N_KERNELS * dil_start[j] + k * n
+            perm[pos : pos + n] = np.arange(aeon_start, aeon_start + n)
+            pos += n
+    return perm
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def kernel_ranges(n_devices: int) -> list[tuple[int, int]]:
+    """Contiguous kernel range ``[start, stop)`` of each device (remainder to the first)."""
+    if not isinstance(n_devices, (int, np.integer)) or n_devices < 1 or n_devices > N_KERNELS:
+        raise ValueError(
+            f"n_devices must be between 1 and {N_KERNELS} (one kernel per device at least), "
+            f"got {n_devices!r}"
+        )
+    return contiguous_split(N_KERNELS, int(n_devices))
+
+
+def feature_ranges(n_devices: int, features_per_dilation: np.ndarray) -> list[tuple[int, int]]:
+    """Each device's ``[start, stop)`` in the full (kernel-major) feature vector."""
+    per_kernel = int(np.sum(features_per_dilation))
+    return [(a * per_kernel, b * per_kernel) for a, b in kernel_ranges(n_devices)]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def effective_batch_size(n_train: int, cfg: ModelConfig) -> int:
+    """The batch size used: ``min(cfg.batch_size, n_train)``."""
+    return max(1, min(cfg.batch_size, n_train))
+
+
+def total_steps(n_train: int, cfg: ModelConfig) -> int:
+    """Optimizer steps of the run (the last, partial batch of an epoch steps too)."""
+    return cfg.epochs * math.ceil(n_train / effective_batch_size(n_train, cfg))
+
+
+def schedule_config(
+    cfg: ModelConfig, n_train: int, n_test: int, n_devices: int, eval_every: int = 0
+) -> ScheduleConfig:
+    """The sample stream that trains this model (calibration pass iff feature scaling)."""
+    return ScheduleConfig(
+        n_train=n_train,
+        n_test=n_test,
+        n_devices=n_devices,
+        epochs=cfg.epochs,
+        batch_size=effective_batch_size(n_train, cfg),
+        seed=cfg.seed,
+        eval_every=eval_every,
+        calibrate=cfg.feature_scaling,
+    )
+
+
+def lr_at(step: int, n_steps: int, cfg: ModelConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) out of ``n_steps``."""
+    if cfg.lr_schedule == "constant" or n_steps <= 1:
+        return float(cfg.lr)
+    frac = min(max(step / n_steps, 0.0), 1.0)
+    low = cfg.lr * cfg.lr_min_ratio
+    return float(low + (cfg.lr - low) * 0.5 * (1.0 + math.cos(math.pi * frac)))

@@ -1,7 +1,0 @@
-"""The emulated radio: Mixer (network coding) and Glossy (flooding) with one result type."""
-
-from __future__ import annotations
-
-from protocol.radio.air import PROTOCOLS, AirResult, resolve, resolve_batch
-
-__all__ = ["PROTOCOLS", "AirResult", "resolve", "resolve_batch"]
