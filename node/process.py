@@ -15,15 +15,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 import zmq
 
-from node.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from node.device.rocknet import DeviceData
-from node.mcu.memory import RamBudgetExceeded
-from node.device.factory import AnyDevice, make_device
+from node.agent import AgentOptions, NodeAgent
 from node.watchdog import RssWatchdog
 from protocol.net.keys import CurveKeyError
 from protocol.wire.frames import (
@@ -32,17 +26,11 @@ from protocol.wire.frames import (
     Error,
     Final,
     Heartbeat,
-    Hello,
+    Message,
     ProtocolError,
-    Round,
-    Rx,
-    Stop,
-    Tx,
-    Welcome,
     decode,
     encode,
 )
-from protocol.config.run import RunConfig
 
 log = logging.getLogger("rocknet.node")
 
@@ -79,10 +67,14 @@ def routing_id(name: str) -> bytes:
 
 
 class NodeProcess:
-    """Owns the socket; turns frames into :class:`Device` calls and back."""
+    """Owns the socket; hands every frame to its :class:`~node.agent.NodeAgent` and sends the replies."""
 
     def __init__(self, options: NodeOptions) -> None:
         self.options = options
+        self.agent = NodeAgent(AgentOptions(
+            name=options.name, checkpoint_dir=options.checkpoint_dir,
+            checkpoint_fsync=options.checkpoint_fsync, pid=os.getpid(),
+        ))
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -97,131 +89,28 @@ class NodeProcess:
 
             apply_client_keys(self.sock, options.curve_dir, options.name)
         self.sock.connect(options.connect)
-        self.device: AnyDevice | None = None
-        self.rounds: dict[int, Round] = {}
-        self.bad_frames = 0
-        self.stale_frames = 0
-        self.last_exchange = -1  # highest exchange answered since the last WELCOME
         self._stop = False
         self.final_sent = False
         self.exit_code = EXIT_OK
         self.last_sent = time.monotonic()
 
-    # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_path(self) -> Path | None:
-        if self.options.checkpoint_dir is None:
-            return None
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.options.name)
-        return self.options.checkpoint_dir / f"{safe}.ckpt.npz"
-
-    def _hello(self) -> Hello:
-        path = self._checkpoint_path()
-        resume = path is not None and path.exists()
-        return Hello(name=self.options.name, pid=os.getpid(), resume=resume, checkpoint_round=-1)
-
-    # ------------------------------------------------------------------ frames
-    def _send(self, msg: Any) -> None:
+    def _send(self, msg: Message) -> None:
         self.sock.send(encode(msg), copy=False)
         self.last_sent = time.monotonic()
 
-    def _on_welcome(self, msg: Welcome) -> None:
-        try:
-            config = RunConfig.from_dict(msg.config)
-            data = DeviceData.from_shard(msg.shard)
-            device = make_device(msg.device, config, data)
-        except RamBudgetExceeded as exc:
-            log.error("refused: %s", exc)
-            self._send(Error(code="ram_budget", message=str(exc)))
-            self.exit_code = EXIT_REFUSED
-            self._stop = True
-            return
-        except Exception as exc:  # noqa: BLE001 - any failure here must reach the operator
-            log.exception("cannot build this device from WELCOME")
-            self._send(Error(code="bad_config", message=f"device {msg.device}: {type(exc).__name__}: {exc}"))
-            self.exit_code = EXIT_REFUSED
-            self._stop = True
-            return
-        path = self._checkpoint_path()
-        if path is not None and path.exists():
-            try:
-                load_checkpoint(path, device)
-                log.info("resumed from checkpoint %s at item %d", path, device.processed_item)
-            except CheckpointError as exc:
-                log.error("checkpoint refused (%s); starting this device from scratch", exc)
-        self.device = device
-        ballast_mb = int(os.environ.get("ROCKNET_DEBUG_ALLOCATE_MB", "0"))
-        if ballast_mb > 0:
-            # Test hook: once registered, hold this much memory, to show what the OS memory
-            # cap (container mem_limit or the RSS watchdog) does to a node.
-            self._ballast = np.ones(ballast_mb * 1024 * 1024 // 8)
-        self.last_exchange = -1
-        log.info(
-            "device %d of %d: kernels [%d, %d), %d features, RAM %d B",
-            msg.device, config.n_devices, device.kernel_start, device.kernel_stop,
-            device.n_features, device.ledger.total_bytes,
-        )
-
-    def _on_round(self, msg: Round) -> None:
-        device = self.device
-        # No WELCOME yet, or a replay of an older exchange (a restarted coordinator may ask
-        # the last one again: that one is answered again).
-        if device is None or msg.exchange < self.last_exchange:
-            self.stale_frames += 1
-            return
-        self.last_exchange = msg.exchange
-        self.rounds = {msg.exchange: msg}
-        fields = device.tx_payload(msg)
-        stats = device.take_stats()
-        stats["bad_frames"] = self.bad_frames
-        stats["stale_frames"] = self.stale_frames
-        self._send(Tx(exchange=msg.exchange, device=device.device, stats=stats, **fields))
-
-    def _on_rx(self, msg: Rx) -> None:
-        device = self.device
-        round_msg = self.rounds.get(msg.exchange)
-        if device is None or round_msg is None:
-            self.stale_frames += 1
-            return
-        cfg = device.config
-        lowest = -1 if cfg.mode == "private-labels" else 0  # private labels: no label travels (-1)
-        if (msg.series.shape[1] != cfg.series_length
-                or msg.logits.shape[1:] != (cfg.n_devices, cfg.n_classes)
-                or (len(msg.labels) and not lowest <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
-            self.bad_frames += 1  # arrays of another run's shape: would corrupt the device
-            log.warning("dropped an RX with series %s, logits %s", msg.series.shape, msg.logits.shape)
-            return
-        del self.rounds[msg.exchange]
-        steps_before = device.steps_taken
-        device.on_rx(round_msg, msg)
-        path = self._checkpoint_path()
-        if path is not None and device.steps_taken != steps_before:
-            save_checkpoint(path, device, fsync=self.options.checkpoint_fsync)
-
-    def _on_stop(self, msg: Stop) -> None:
-        device = self.device
-        if device is not None:
-            weights, bias = device.weights()
-            stats = device.final_metrics()
-            stats["ram_bytes"] = device.ledger.total_bytes
-            stats["bad_frames"] = self.bad_frames
-            stats["stale_frames"] = self.stale_frames
-            self._send(Final(device=device.device, weights=weights, bias=bias, stats=stats))
-            self.final_sent = True
-        log.info("stop: %s", msg.reason)
-        self._stop = True
-
     # ------------------------------------------------------------------ loop
     def run(self) -> int:
-        self._send(self._hello())
+        agent = self.agent
+        self._send(agent.hello())
         last_heard = time.monotonic()
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         while not self._stop:
             events = dict(poller.poll(200))
             if self.sock not in events:
-                if time.monotonic() - self.last_sent > HEARTBEAT_S and self.device is not None:
+                if time.monotonic() - self.last_sent > HEARTBEAT_S and agent.device is not None:
                     # Lets a restarted coordinator see that this node is connected.
-                    self._send(Heartbeat(device=self.device.device, exchange=-1))
+                    self._send(Heartbeat(device=agent.device.device, exchange=-1))
                 if time.monotonic() - last_heard > self.options.idle_timeout_s:
                     log.error(
                         "coordinator at %s silent for %.0f s; giving up (restart the node to rejoin)",
@@ -235,37 +124,34 @@ class NodeProcess:
             try:
                 msg = decode(raw)
             except ProtocolError as exc:
-                self.bad_frames += 1
-                log.warning("dropped a bad frame (%d so far): %s", self.bad_frames, exc)
+                agent.bad_frames += 1
+                log.warning("dropped a bad frame (%d so far): %s", agent.bad_frames, exc)
                 continue
-            if isinstance(msg, Welcome):
-                self._on_welcome(msg)
-            elif isinstance(msg, Round):
-                self._on_round(msg)
-            elif isinstance(msg, Rx):
-                self._on_rx(msg)
-            elif isinstance(msg, Stop):
-                self._on_stop(msg)
-            elif isinstance(msg, Heartbeat):
-                pass
-            elif isinstance(msg, Error) and msg.code == "unknown_node":
+            if isinstance(msg, Error) and msg.code == "unknown_node":
                 # A restarted coordinator that has no record of us: register again.
                 log.info("coordinator does not know this node (%s); saying HELLO again", msg.message)
-                self._send(self._hello())
-            elif isinstance(msg, Error):
+                self._send(agent.hello())
+                continue
+            if isinstance(msg, Error):
                 log.error("coordinator refused this node: %s", msg.message)
                 self.exit_code = EXIT_REFUSED
                 break
-            else:
-                self.bad_frames += 1
-                log.warning("unexpected %s frame dropped", type(msg).__name__)
+            for reply in agent.handle(msg):
+                self._send(reply)
+                self.final_sent = self.final_sent or isinstance(reply, Final)
+            if agent.refused:
+                self.exit_code = EXIT_REFUSED
+                self._stop = True
+            elif agent.stopped:
+                self._stop = True
         return self.exit_code
 
     def request_stop(self) -> None:
         """Signal handler: say goodbye and leave the loop."""
-        if self.device is not None and not self._stop:
+        device = self.agent.device
+        if device is not None and not self._stop:
             try:
-                self._send(Bye(device=self.device.device, reason="signal"))
+                self._send(Bye(device=device.device, reason="signal"))
             except zmq.ZMQError:
                 pass
         self._stop = True
