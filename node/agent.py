@@ -172,3 +172,8 @@ class NodeAgent:
         stats["bad_frames"] = self.bad_frames
         stats["stale_frames"] = self.stale_frames
         return [Final(device=device.device, weights=weights, bias=bias, stats=stats)]
+
+
+def make_agent(name: str, checkpoint_dir: Path | None = None) -> NodeAgent:
+    """The ``rocknet.device_agents`` entry point: a fresh agent for node ``name``."""
+    return NodeAgent(AgentOptions(name=name, checkpoint_dir=checkpoint_dir))

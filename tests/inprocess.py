@@ -1,49 +1,23 @@
-"""An in-process testbed: coordinator exchanges + air + node devices, no sockets.
+"""In-process runs for tests and benchmarks: the production engine over in-process agents.
 
-Exactly the code paths of a real run (the same :class:`~node.device.rocknet.Device` and
-:class:`~coordinator.engine.medium.Air`), minus ZeroMQ and processes: what tests and the loss-robustness
-benchmark use when they need many runs quickly.
+A thin wrapper of :func:`coordinator.backends.inprocess.in_process_run` that returns the
+devices (to compare their weights) and the air (to compare what went over it).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+from coordinator.backends.inprocess import in_process_run
+from coordinator.engine.engine import EngineOptions
 from coordinator.engine.medium import Air
-from coordinator.engine.exchanges import deliver, plan_exchanges
-from coordinator.service.run_setup import RunSetup
-from node.device.rocknet import Device, DeviceData
-from protocol.wire.frames import Tx
+from coordinator.engine.setup import RunSetup
 
 
-def drive(setup: RunSetup, lockstep: bool, silent: dict[int, set[int]] | None = None) -> tuple[list[Device], Air]:
-    """Run every exchange in-process; ``silent[exchange]`` = devices that miss it."""
-    cfg = setup.config
-    devices = [
-        Device(device=d, config=cfg, data=DeviceData.from_shard(setup.shard(d)))
-        for d in range(cfg.n_devices)
-    ]
-    air = Air(setup.stream, setup.topology, setup.loss, setup.protocol, cfg.model.seed,
-              cfg.series_length, cfg.n_classes)
-    for plan in plan_exchanges(setup.stream, lockstep=lockstep):
-        off = (silent or {}).get(plan.exchange, set())
-        txs = {}
-        for dev in devices:
-            if dev.device in off:
-                continue
-            s_items, series, labels = dev.series_payload(plan.series_from, plan.series_to)
-            l_items, logits = dev.logits_payload(plan.logits_from, plan.logits_to)
-            txs[dev.device] = Tx(exchange=plan.exchange, device=dev.device, series_items=s_items,
-                                 series=series, labels=labels, logits_items=l_items, logits=logits,
-                                 stats=dev.take_stats())
-            air.sample_s[dev.device] = txs[dev.device].stats["model_sample_s"]
-        alive = np.array([d.device in txs for d in devices])
-        air.resolve_until(plan.last_round + 1, alive)
-        rxs = deliver(plan, txs, air)
-        for dev in devices:
-            rx = rxs.get(dev.device)
-            if rx is not None:
-                dev.receive_series(plan.series_from, plan.series_to, rx.series_items, rx.series, rx.labels)
-                dev.receive_logits(rx.logits_items, rx.logits, rx.logits_mask)
-            dev.skip_items(plan.logits_from, plan.logits_to)
-    return devices, air
+def drive(setup: RunSetup, lockstep: bool, silent: dict[int, set[int]] | None = None) -> tuple[list[Any], Air]:
+    """Run the whole stream in-process; ``silent[exchange]`` = devices whose TX misses it."""
+    late = None if not silent else (lambda exchange, device: device in silent.get(exchange, set()))
+    run = in_process_run(setup, EngineOptions(lockstep=lockstep, down_after=10**9), late=late)
+    engine = run.run()
+    devices = [agent.device for agent in run.agents]  # type: ignore[attr-defined]
+    return devices, engine.air

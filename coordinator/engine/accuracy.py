@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from coordinator.engine.records import RunningAccuracy
 from protocol.stream.schedule import KIND_TRAIN, MODE_DATA_PARALLEL, MODE_ROCKNET
 
 
@@ -35,20 +36,36 @@ def aggregate_pass(passes: Iterable[dict[str, Any] | None]) -> dict[str, Any] | 
     }
 
 
-def live_accuracy(stats: list[dict[str, Any]], n_test: int) -> dict[str, Any]:
-    """The running accuracy from every live device's latest stats (owners' counts summed).
+def running_accuracy(mode: str, live_stats: list[dict[str, Any]], n_test: int) -> RunningAccuracy:
+    """The running accuracy from the live devices' latest TX stats.
 
-    The evaluation accuracy is given once the owners together scored (or skipped) the
-    whole test set.
+    Default mode: every device knows every label, so the first live device's view is the
+    run's (the initiator's). Other modes: the owners' counts summed (:func:`aggregate_pass`);
+    the evaluation accuracy is given once the owners together scored (or skipped) the whole
+    test set.
     """
-    out: dict[str, Any] = {}
-    train = aggregate_pass(s.get("train") for s in stats)
-    if train is not None:
-        out.update(epoch=train["epoch"], train_accuracy=train["accuracy"], train_loss=train["loss"])
-    ev = aggregate_pass(s.get("eval") for s in stats)
-    if ev is not None and ev["total"] + ev["skipped"] >= n_test:
-        out.update(eval_accuracy=ev["accuracy"], eval_epoch=ev["epoch"])
-    return out
+    if mode != MODE_ROCKNET:
+        train = aggregate_pass(s.get("train") for s in live_stats)
+        ev = aggregate_pass(s.get("eval") for s in live_stats)
+        acc = RunningAccuracy()
+        if train is not None:
+            acc = RunningAccuracy(epoch=train["epoch"], train_accuracy=train["accuracy"],
+                                  train_loss=train["loss"])
+        if ev is not None and ev["total"] + ev["skipped"] >= n_test:
+            acc = acc.updated(RunningAccuracy(eval_accuracy=ev["accuracy"], eval_epoch=ev["epoch"]))
+        return acc
+    for stats in live_stats:
+        acc = RunningAccuracy()
+        train = stats.get("train")
+        if train:
+            acc = RunningAccuracy(epoch=train["epoch"], train_accuracy=train["accuracy"],
+                                  train_loss=train["loss"])
+        ev = stats.get("eval")
+        if ev and ev["total"] + ev["skipped"] >= n_test:
+            acc = acc.updated(RunningAccuracy(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"],
+                                              eval_epoch=ev["epoch"]))
+        return acc
+    return RunningAccuracy()
 
 
 def mode_summary(coord: Any, setup: Any, summary: dict[str, Any]) -> dict[str, Any]:

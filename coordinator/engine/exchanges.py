@@ -167,7 +167,6 @@ def _empty_rx(exchange: int, n_devices: int, n_classes: int, series_length: int)
         logits_items=np.zeros(0, np.int32),
         logits=np.zeros((0, n_devices, n_classes), np.float32),
         logits_mask=np.zeros((0, n_devices), bool),
-        radio={"silent": True},
         grads=np.zeros((0, n_classes), np.float32),
     )
 
@@ -231,7 +230,6 @@ def deliver(plan: ExchangePlan, txs: dict[int, Tx], air: Air) -> dict[int, Rx]:
             logits_items=np.asarray(logits_items, np.int32),
             logits=logits,
             logits_mask=mask,
-            radio={},
             grad_items=np.asarray(g_items, np.int32),
             grads=np.asarray([grads_by_item[t] for t in g_items], np.float32).reshape(len(g_items), c),
             sync_sources=np.asarray(sync_sources, np.int32),

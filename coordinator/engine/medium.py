@@ -16,10 +16,11 @@ gradient messages (data-parallel). :attr:`Air.traffic` splits what went over the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from coordinator.engine.records import AirRoundRecord
 from coordinator.engine.traffic import Traffic, frame_bytes
 from protocol.air.energy import EnergyConstants, node_energy_mj
 from protocol.air.loss import LossModel
@@ -138,10 +139,23 @@ class Air:
         #: What went over the air, by kind (not in coordinator checkpoints: after a resume it
         #: counts from the resumed round on).
         self.traffic = Traffic(self.n_devices)
-        self.last_bytes_on_air = 0.0
 
     def outcome(self, round_no: int) -> RoundOutcome | None:
         return self._cache.get(round_no)
+
+    def cached(self) -> list[RoundOutcome]:
+        """Resolved rounds a later exchange may still need, in round order (checkpoints)."""
+        return [self._cache[r] for r in sorted(self._cache)]
+
+    def restore(self, outcomes: list[RoundOutcome], totals: Totals, next_round: int,
+                virtual_time_s: float, sample_s: np.ndarray, step_s: np.ndarray) -> None:
+        """Put back what a checkpoint saved (see :meth:`cached`)."""
+        self._cache = {o.round_no: o for o in outcomes}
+        self.totals = totals
+        self.next_round = next_round
+        self.virtual_time_s = virtual_time_s
+        self.sample_s = sample_s
+        self.step_s = step_s
 
     def resolve_until(self, stop_round: int, alive_devices: np.ndarray) -> list[RoundOutcome]:
         """Resolve every round below ``stop_round`` not yet resolved, in order."""
@@ -251,7 +265,7 @@ class Air:
         kinds = outcome.packets.kind
         if kinds is None:
             kinds = np.full(outcome.packets.n_packets, -1, dtype=np.int8)
-        self.last_bytes_on_air = self.traffic.add(
+        self.traffic.add(
             kinds, int(air.n_slots), outcome.latency_s, int(air.tx_slots.sum()),
             frame_bytes(air.air_s), energy)
 
@@ -263,27 +277,26 @@ class Air:
         decoded = outcome.air.decoded[self.device_nodes]  # [N, G]
         return (decoded & foreign).sum(axis=1), foreign.sum(axis=1)
 
-    def round_record(self, outcome: RoundOutcome) -> dict[str, Any]:
-        """One line of metrics.jsonl (what the monitor and the report read)."""
+    def round_record(self, outcome: RoundOutcome) -> AirRoundRecord:
+        """The air's part of a round's record (what the monitor and the report read)."""
         air = outcome.air
         received, expected = self._foreign_counts(outcome)
         decoded_ratio = np.where(expected > 0, received / np.maximum(expected, 1), 1.0).tolist()
         kind, epoch = self._round_kind_epoch(outcome.round_no)
-        return {
-            "type": "round",
-            "round": outcome.round_no,
-            "kind": kind,
-            "epoch": epoch,
-            "packets": outcome.packets.n_packets,
-            "slots": int(air.n_slots),
-            "slot_s": float(air.slot_s),
-            "latency_s": outcome.latency_s,
-            "virtual_time_s": self.virtual_time_s,
-            "alive": outcome.alive_devices.astype(int).tolist(),
-            "decoded_ratio": [round(x, 4) for x in decoded_ratio],
-            "loss": self.loss.describe(),
-            "bytes_on_air": frame_bytes(air.air_s) * int(air.tx_slots.sum()),
-        }
+        return AirRoundRecord(
+            round_no=outcome.round_no,
+            kind=kind,
+            epoch=epoch,
+            packets=outcome.packets.n_packets,
+            slots=int(air.n_slots),
+            slot_s=float(air.slot_s),
+            latency_s=float(outcome.latency_s),
+            virtual_time_s=float(self.virtual_time_s),
+            alive=outcome.alive_devices.astype(int).tolist(),
+            decoded_ratio=[round(x, 4) for x in decoded_ratio],
+            loss=self.loss.describe(),
+            bytes_on_air=frame_bytes(air.air_s) * int(air.tx_slots.sum()),
+        )
 
     def _round_kind_epoch(self, round_no: int) -> tuple[str | None, int | None]:
         """The round's leading kind name and its epoch (rocknet: those of its series)."""

@@ -1,96 +1,53 @@
-"""Control commands (status, pause, resume, stop, fault injection) and scenario files.
+"""Control commands: status, pause, resume, stop, fault injection (scenarios: scenario.py).
 
 Every command answers with a :class:`ControlReply`: ``ok``, a message, and the round from
 which it takes effect (the first round the air has not resolved yet: the next exchange). A bad
 command (unknown node, no such link, a value out of range) gets ``ok=False`` and changes
 nothing. Node numbers are *topology* node ids (in the default layouts device ``d`` is node
 ``d`` and relays come after the devices).
-
-A scenario file is TOML with a list of timed events, each any inject command::
-
-    [[event]]
-    at_round = 100          # or: at_time_s = 12.5 (virtual seconds)
-    command = "jam"
-    nodes = [0, 1, 2]
-    prr = 0.0
-    rounds = 50
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
-from protocol.wire.frames import Control, ControlReply
+from coordinator.engine.engine import RunState
+from coordinator.engine.medium import Air
+from coordinator.engine.setup import RunSetup
+from coordinator.service.scenario import INJECT_COMMANDS, ScenarioEvent
 from protocol.air.loss import LossError
+from protocol.wire.frames import Control, ControlReply
 
-if TYPE_CHECKING:
-    from coordinator.service.server import Coordinator
-
-#: Commands that change the air (allowed in scenario files).
-INJECT_COMMANDS = (
-    "link-down", "link-up", "loss", "burst", "jam", "node-down", "node-up", "clear",
-)
 COMMANDS = INJECT_COMMANDS + ("status", "pause", "resume", "stop")
 
 
-class ScenarioError(ValueError):
-    """A scenario file that cannot be used; the message names the event and the fix."""
+class ControlTarget(Protocol):
+    """What control commands act on (the coordinator service satisfies it)."""
 
+    @property
+    def state(self) -> RunState: ...
 
-@dataclass(order=True)
-class ScenarioEvent:
-    """One timed command: at a round, or at a virtual time (seconds)."""
+    @property
+    def air(self) -> Air: ...
 
-    at_round: int | None
-    at_time_s: float | None
-    command: str = field(compare=False)
-    args: dict[str, Any] = field(compare=False, default_factory=dict)
+    @property
+    def setup(self) -> RunSetup: ...
 
-    def due(self, next_round: int, virtual_time_s: float) -> bool:
-        if self.at_round is not None:
-            return next_round >= self.at_round
-        return self.at_time_s is not None and virtual_time_s >= self.at_time_s
+    def event(self, event: str, **data: Any) -> None: ...
 
+    def status(self) -> dict[str, Any]: ...
 
-def load_scenario(path: Path) -> list[ScenarioEvent]:
-    """Read a scenario TOML file; raises :class:`ScenarioError` naming the bad event."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
-    raw = data.get("event", [])
-    if not isinstance(raw, list) or not raw:
-        raise ScenarioError(f"scenario {path} has no [[event]] entries")
-    events = []
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, dict):
-            raise ScenarioError(f"scenario {path}: event {i} is not a table")
-        entry = dict(entry)
-        command = entry.pop("command", None)
-        if command not in INJECT_COMMANDS:
-            raise ScenarioError(
-                f"scenario {path}: event {i} has command {command!r}; use one of {INJECT_COMMANDS}"
-            )
-        at_round = entry.pop("at_round", None)
-        at_time = entry.pop("at_time_s", None)
-        if (at_round is None) == (at_time is None):
-            raise ScenarioError(f"scenario {path}: event {i} needs exactly one of at_round / at_time_s")
-        events.append(ScenarioEvent(
-            at_round=None if at_round is None else int(at_round),
-            at_time_s=None if at_time is None else float(at_time),
-            command=command,
-            args=entry,
-        ))
-    return events
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def request_stop(self, reason: str) -> None: ...
 
 
 class ControlHandler:
-    """Applies control commands to a running :class:`Coordinator`."""
+    """Applies control commands to a running run (a :class:`ControlTarget`)."""
 
-    def __init__(self, coordinator: Coordinator, scenario: list[ScenarioEvent] | None = None) -> None:
+    def __init__(self, coordinator: ControlTarget, scenario: list[ScenarioEvent] | None = None) -> None:
         self.coordinator = coordinator
         self.pending = list(scenario or [])
         self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -115,15 +72,13 @@ class ControlHandler:
         if msg.command == "status":
             return ControlReply(ok=True, message="status", effective_round=effective, data=c.status())
         if msg.command == "pause":
-            c.state.paused = True
-            c.event("paused")
+            c.pause()
             return ControlReply(ok=True, message="paused", effective_round=effective, data={})
         if msg.command == "resume":
-            c.state.paused = False
-            c.event("resumed")
+            c.resume()
             return ControlReply(ok=True, message="resumed", effective_round=effective, data={})
         if msg.command == "stop":
-            c.state.stop_reason = str(msg.args.get("reason", "stopped by operator"))
+            c.request_stop(str(msg.args.get("reason", "stopped by operator")))
             return ControlReply(ok=True, message="stopping", effective_round=effective, data={})
         handler = self._handlers.get(msg.command)
         if handler is None:

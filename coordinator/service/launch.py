@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,97 +23,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from coordinator.backends.base import NodeBackend
+from coordinator.backends.inprocess import InProcessBackend
+from coordinator.engine.inprocess import InProcessLink
+from coordinator.backends.processes import ProcessBackend, node_env, warm_numba_cache
 from coordinator.engine.accuracy import mode_summary
 from coordinator.service.results import RunWriter, print_summary_table
 from coordinator.service.server import Coordinator, CoordinatorOptions, RunAborted
 from coordinator.service.run_setup import RunArgs, RunSetup, build_setup
 
 log = logging.getLogger("rocknet.launcher")
-
-
-def node_env() -> dict[str, str]:
-    """Environment of a node process: one numba/BLAS thread each (N nodes share the cores)."""
-    env = dict(os.environ)
-    env.update({
-        "NUMBA_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    })
-    return env
-
-
-def warm_numba_cache(timeout_s: float = 600.0) -> None:
-    """Compile the node kernels once before N processes would all compile them at once."""
-    subprocess.run(
-        [sys.executable, "-m", "node.offline.warmup"], env=node_env(), check=True, timeout=timeout_s,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-@dataclass
-class LocalBackend:
-    """N node processes on this machine."""
-
-    connect: str
-    n_nodes: int
-    checkpoint_dir: Path | None = None
-    mem_limit_mb: int = 1024
-    log_dir: Path | None = None
-    curve_dir: Path | None = None
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def name(self, index: int) -> str:
-        return f"node-{index:02d}"
-
-    def start(self, index: int) -> subprocess.Popen[bytes]:
-        """Start (or restart) node ``index``; a restarted node keeps its name and checkpoint."""
-        name = self.name(index)
-        cmd = [sys.executable, "-m", "node", "--connect", self.connect, "--name", name,
-               "--parent-death", "--mem-limit-mb", str(self.mem_limit_mb)]
-        if self.checkpoint_dir is not None:
-            cmd += ["--checkpoint-dir", str(self.checkpoint_dir)]
-        if self.curve_dir is not None:
-            cmd += ["--curve-dir", str(self.curve_dir)]
-        out: Any = subprocess.DEVNULL
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, env=node_env(), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        if out is not subprocess.DEVNULL:
-            out.close()
-        self.processes[name] = proc
-        return proc
-
-    def start_all(self) -> None:
-        for i in range(self.n_nodes):
-            self.start(i)
-
-    def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
-        proc = self.processes.get(self.name(index))
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-            proc.wait()
-
-    def terminate(self, grace_s: float = 10.0) -> None:
-        """Stop every node: wait for clean exits, then SIGTERM, then SIGKILL."""
-        deadline = time.monotonic() + grace_s
-        for proc in self.processes.values():
-            left = deadline - time.monotonic()
-            try:
-                proc.wait(timeout=max(left, 0.01))
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def exit_codes(self) -> dict[str, int | None]:
-        return {name: proc.poll() for name, proc in self.processes.items()}
 
 
 def start_reference(setup: RunSetup, work_dir: Path) -> subprocess.Popen[bytes] | None:
@@ -234,8 +152,9 @@ class LaunchOptions:
 def run_testbed(
     args: RunArgs,
     launch: LaunchOptions,
-    on_started: Callable[[Coordinator, LocalBackend | None], None] | None = None,
+    on_started: Callable[[Coordinator, NodeBackend | None], None] | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Build, run and summarize one testbed run; returns the summary (also in summary.json).
 
@@ -259,9 +178,9 @@ def run_testbed(
         from protocol.net.keys import ensure_keys, local_node_names
 
         ensure_keys(launch.coordinator.curve_dir, local_node_names(setup.config.n_devices))
-    coord = Coordinator(setup, launch.coordinator, on_round=record_round, scenario=launch.scenario,
-                        writer=writer, checkpoint_dir=out)
-    backend: LocalBackend | None = None
+    coord = Coordinator(setup, launch.coordinator, on_round=record_round, on_event=on_event,
+                        scenario=launch.scenario, writer=writer, checkpoint_dir=out)
+    backend: NodeBackend | None = None
     reference_dir = Path(tempfile.mkdtemp(prefix="rocknet-ref-"))
     reference = start_reference(setup, reference_dir) if launch.reference else None
     # Signal handlers can only be installed from the main thread (tests run us in others).
@@ -276,9 +195,12 @@ def run_testbed(
     try:
         for s in previous:
             signal.signal(s, on_signal)
-        if launch.spawn_nodes:
+        if launch.coordinator.in_process:
+            assert isinstance(coord.link, InProcessLink)
+            backend = InProcessBackend(coord.link, checkpoint_dir=out / "checkpoints")
+        elif launch.spawn_nodes:
             warm_numba_cache()
-            backend = LocalBackend(
+            backend = ProcessBackend(
                 connect=coord.endpoints.nodes,
                 n_nodes=setup.config.n_devices,
                 checkpoint_dir=out / "checkpoints",
@@ -354,4 +276,4 @@ def print_summary(summary: dict[str, Any]) -> None:
     print_summary_table(summary)
 
 
-__all__ = ["LaunchOptions", "LocalBackend", "RunAborted", "build_summary", "run_testbed"]
+__all__ = ["LaunchOptions", "ProcessBackend", "RunAborted", "build_summary", "run_testbed"]

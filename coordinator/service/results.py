@@ -11,22 +11,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from coordinator.engine.values import plain_values
+
 from protocol.wire.frames import Final
-
-
-def plain_values(value: Any) -> Any:
-    """A JSON- and msgpack-safe copy: numpy scalars and arrays to Python, paths to str."""
-    if isinstance(value, dict):
-        return {str(k): plain_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_values(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

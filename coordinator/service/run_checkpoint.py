@@ -12,24 +12,23 @@ the next exchange, so no round is counted twice and no node misses its RX.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from protocol.files import arrays_digest
-
+from coordinator.engine.engine import RunEngine
 from coordinator.engine.medium import RoundOutcome, Totals
+from coordinator.engine.records import RunningAccuracy
+from coordinator.service.scenario import ScenarioEvent
 from protocol.air.radio.resolve import AirResult
+from protocol.files import arrays_digest
 from protocol.stream.schedule import round_packets
-
-if TYPE_CHECKING:
-    from coordinator.service.server import Coordinator
 
 FORMAT = "rocknet-coordinator-checkpoint/1"
 FILENAME = "coordinator.ckpt.npz"
@@ -47,29 +46,28 @@ class Resume:
     next_plan: int
     pending_rx: dict[int, bytes]
     metrics_offset: int
+    scenario: list[ScenarioEvent]
 
 
-def run_fingerprint(coord: Coordinator) -> str:
+def run_fingerprint(engine: RunEngine) -> str:
     """The run's identity: configuration, protocol, topology and exchange mode."""
-    import hashlib
-
     text = json.dumps({
-        "config": coord.config.fingerprint(),
-        "protocol": coord.setup.protocol,
-        "topology": np.asarray(coord.setup.topology.prr).round(9).tolist(),
-        "exchanges": len(coord.plans),
+        "config": engine.config.fingerprint(),
+        "protocol": engine.setup.protocol,
+        "topology": np.asarray(engine.setup.topology.prr).round(9).tolist(),
+        "exchanges": len(engine.plans),
     }, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save(path: Path, coord: Coordinator, next_plan: int, pending_rx: dict[int, bytes],
-         metrics_offset: int) -> None:
+def save(path: Path, engine: RunEngine, next_plan: int, pending_rx: dict[int, bytes],
+         metrics_offset: int, scenario: list[ScenarioEvent]) -> None:
     """Write the checkpoint atomically."""
-    air = coord.air
+    air = engine.air
     arrays: dict[str, np.ndarray] = {}
     rounds = []
-    for r in sorted(air._cache):
-        o = air._cache[r]
+    for o in air.cached():
+        r = o.round_no
         for name in _AIR_ARRAYS:
             arrays[f"r{r}/{name}"] = np.asarray(getattr(o.air, name))
         arrays[f"r{r}/alive_devices"] = o.alive_devices
@@ -86,19 +84,19 @@ def save(path: Path, coord: Coordinator, next_plan: int, pending_rx: dict[int, b
         arrays[f"rx/{device}"] = np.frombuffer(raw, dtype=np.uint8)
     meta = {
         "format": FORMAT,
-        "fingerprint": run_fingerprint(coord),
+        "fingerprint": run_fingerprint(engine),
         "next_plan": next_plan,
         "next_round": air.next_round,
         "virtual_time_s": air.virtual_time_s,
         "rounds": rounds,
-        "loss": coord.setup.loss.to_state(),
-        "registry": [[e.device, e.name, e.joins, e.forced_down] for e in coord.registry.entries()],
-        "accuracy": coord.state.accuracy,
-        "bad_frames": coord.state.bad_frames,
-        "stale_frames": coord.state.stale_frames,
-        "round": coord.state.round,
+        "loss": engine.setup.loss.to_state(),
+        "registry": [[e.device, e.name, e.joins, e.forced_down] for e in engine.registry.entries()],
+        "accuracy": engine.state.accuracy.to_json(),
+        "bad_frames": engine.state.bad_frames,
+        "stale_frames": engine.state.stale_frames,
+        "round": engine.state.round,
         "metrics_offset": metrics_offset,
-        "scenario": [[e.at_round, e.at_time_s, e.command, e.args] for e in coord.control.pending],
+        "scenario": [[e.at_round, e.at_time_s, e.command, e.args] for e in scenario],
     }
     meta["digest"] = arrays_digest(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -112,8 +110,8 @@ def save(path: Path, coord: Coordinator, next_plan: int, pending_rx: dict[int, b
         raise
 
 
-def load(path: Path, coord: Coordinator) -> Resume:
-    """Restore ``coord`` from ``path`` (all or nothing)."""
+def load(path: Path, engine: RunEngine) -> Resume:
+    """Restore ``engine`` from ``path`` (all or nothing)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: np.array(data[k]) for k in data.files}
@@ -126,14 +124,14 @@ def load(path: Path, coord: Coordinator) -> Resume:
         raise CoordinatorCheckpointError(f"{path} is not a {FORMAT} file; move it away to start anew")
     if meta.get("digest") != arrays_digest(arrays):
         raise CoordinatorCheckpointError(f"{path} is corrupt (content digest mismatch); move it away to start anew")
-    if meta.get("fingerprint") != run_fingerprint(coord):
+    if meta.get("fingerprint") != run_fingerprint(engine):
         raise CoordinatorCheckpointError(
             f"{path} belongs to another run (configuration, topology or mode differ): use the same "
             "arguments as the interrupted run, or another --out directory"
         )
-    air = coord.air
+    air = engine.air
     try:
-        cache: dict[int, RoundOutcome] = {}
+        cache: list[RoundOutcome] = []
         for info in meta["rounds"]:
             r = int(info["round"])
             result = AirResult(
@@ -143,8 +141,8 @@ def load(path: Path, coord: Coordinator) -> Resume:
                 completion_slot=int(info["completion_slot"]),
             )
             packets = round_packets(air.stream, r, air.series_length, air.n_classes, initiator=0)
-            cache[r] = air.make_outcome(r, packets, result, arrays[f"r{r}/alive_devices"].astype(bool),
-                                        float(info["compute_s"]), float(info["latency_s"]))
+            cache.append(air.make_outcome(r, packets, result, arrays[f"r{r}/alive_devices"].astype(bool),
+                                        float(info["compute_s"]), float(info["latency_s"])))
         totals = Totals(air.n_devices)
         for key in Totals.PARTS:
             totals.parts[key] = arrays[f"totals/{key}"].astype(np.float64)
@@ -153,22 +151,18 @@ def load(path: Path, coord: Coordinator) -> Resume:
         for key in ("tx_slots", "rx_packets", "lost_packets"):
             setattr(totals, key, arrays[f"totals/{key}"].astype(np.int64))
         pending = {int(k.split("/", 1)[1]): arrays[k].tobytes() for k in arrays if k.startswith("rx/")}
-        coord.setup.loss.load_state(meta["loss"])
+        accuracy = RunningAccuracy.from_json(dict(meta["accuracy"]))
+        scenario = [ScenarioEvent(a, b, c, d) for a, b, c, d in meta["scenario"]]
+        engine.setup.loss.load_state(meta["loss"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CoordinatorCheckpointError(f"{path} is damaged ({exc}); move it away to start anew") from exc
-    air._cache = cache
-    air.totals = totals
-    air.next_round = int(meta["next_round"])
-    air.virtual_time_s = float(meta["virtual_time_s"])
-    air.sample_s = arrays["sample_s"].astype(np.float64)
-    air.step_s = arrays["step_s"].astype(np.float64)
+    air.restore(cache, totals, next_round=int(meta["next_round"]),
+                virtual_time_s=float(meta["virtual_time_s"]),
+                sample_s=arrays["sample_s"].astype(np.float64), step_s=arrays["step_s"].astype(np.float64))
     for device, name, joins, forced in meta["registry"]:
-        coord.registry.restore(int(device), str(name), int(joins), bool(forced))
-    coord.state.accuracy = dict(meta["accuracy"])
-    coord.state.bad_frames = int(meta["bad_frames"])
-    coord.state.stale_frames = int(meta["stale_frames"])
-    coord.state.round = int(meta["round"])
-    from coordinator.service.control import ScenarioEvent
-
-    coord.control.pending = [ScenarioEvent(a, b, c, d) for a, b, c, d in meta["scenario"]]
-    return Resume(int(meta["next_plan"]), pending, int(meta["metrics_offset"]))
+        engine.registry.restore(int(device), str(name), int(joins), bool(forced))
+    engine.state.accuracy = accuracy
+    engine.state.bad_frames = int(meta["bad_frames"])
+    engine.state.stale_frames = int(meta["stale_frames"])
+    engine.state.round = int(meta["round"])
+    return Resume(int(meta["next_plan"]), pending, int(meta["metrics_offset"]), scenario)

@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(run)
     run.add_argument("--mem-limit-mb", type=int, default=_env("mem_limit_mb", 1024),
                      help="OS memory cap per node process (RSS watchdog), MB")
+    run.add_argument("--backend", choices=("processes", "inprocess"), default=_env("backend", "processes"),
+                     help="processes: one OS process per device (default); inprocess: every "
+                          "device inside this process, no sockets (same model bit for bit, faster)")
     coord = sub.add_parser("coordinator", help="run the coordinator alone (nodes connect to it)")
     _add_run_flags(coord)
     sub.add_parser("node", help="run one device process (see rocknet node --help)", add_help=False)
@@ -172,7 +175,7 @@ def _run_args(a: argparse.Namespace) -> Any:
 
 
 def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
-    from coordinator.service.control import ScenarioError, load_scenario
+    from coordinator.service.scenario import ScenarioError, load_scenario
     from coordinator.service.launch import LaunchOptions, run_testbed
     from coordinator.service.results import print_summary_table
     from coordinator.service.server import CoordinatorOptions, RunAborted
@@ -188,7 +191,7 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     options = CoordinatorOptions(
         host=a.host, node_port=a.node_port, feed_port=a.feed_port, control_port=a.control_port,
         deadline_s=a.deadline, down_after=a.down_after, lockstep=a.lockstep, realtime=a.realtime,
-        curve_dir=a.curve_dir,
+        curve_dir=a.curve_dir, in_process=getattr(a, "backend", "processes") == "inprocess",
     )
     launch = LaunchOptions(
         out_dir=out, coordinator=options, spawn_nodes=spawn_nodes,

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Version of this wire format; peers must agree exactly.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Largest frame :func:`decode` accepts by default (WELCOME carries a dataset shard).
 DEFAULT_MAX_BYTES = 16 * 2**20
 #: Largest frame on the control and monitor sockets.
@@ -147,14 +147,13 @@ def _check_series(msg: Tx | Rx) -> None:
 @register
 @dataclass(frozen=True, eq=False)
 class Hello(Message):
-    """Node -> coordinator: a node process announces itself (``resume`` after a restart)."""
+    """Node -> coordinator: a node process announces itself (again after a restart: its
+    name gets its device id back, and it resumes from its own checkpoint)."""
 
     TYPE: ClassVar[str] = "HELLO"
     name: str
     pid: int
     version: int = PROTOCOL_VERSION
-    resume: bool = False
-    checkpoint_round: int = -1
 
 
 @register
@@ -167,7 +166,6 @@ class Welcome(Message):
     n_devices: int
     config: dict[str, Any]
     shard: dict[str, Any]
-    start_round: int
 
     def check(self) -> None:
         if not 0 <= self.device < self.n_devices:
@@ -235,7 +233,7 @@ class Rx(Message):
     """Coordinator -> node: what the air delivered to it: series, partial logits
     ``[m, N, C]`` with ``logits_mask[m, N]`` (True where device n's logits arrived), the
     ``g`` ``[k, C]`` of items ``grad_items`` that arrived (private labels), the sync
-    messages ``[j, B]`` of devices ``sync_sources`` that arrived (data-parallel), radio stats."""
+    messages ``[j, B]`` of devices ``sync_sources`` that arrived (data-parallel)."""
 
     TYPE: ClassVar[str] = "RX"
     exchange: int
@@ -245,7 +243,6 @@ class Rx(Message):
     logits_items: np.ndarray = array_field("int32", 1)
     logits: np.ndarray = array_field("float32", 3)
     logits_mask: np.ndarray = array_field("bool", 2)
-    radio: dict[str, Any] = dataclasses.field(default_factory=dict)
     grad_items: np.ndarray = _optional_array("int32", 1)
     grads: np.ndarray = _optional_array("float32", 2)
     sync_sources: np.ndarray = _optional_array("int32", 1)

@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 BUILD_SCRIPT = REPO / "docker" / "build-images.sh"
 N_NODES = 20

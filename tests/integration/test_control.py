@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from coordinator.ui.control_client import ControlClient
-from coordinator.service.control import load_scenario
+from coordinator.service.scenario import load_scenario
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.service.server import CoordinatorOptions
 from coordinator.service.run_setup import RunArgs

@@ -42,7 +42,7 @@ def samples(n_devices: int = 2, n_classes: int = 2, length: int = 8) -> list[Mes
     z = np.zeros
     return [
         Hello(name="fuzz", pid=1),
-        Welcome(device=0, n_devices=1, config={"a": 1}, shard={"x": z(3, np.int8)}, start_round=0),
+        Welcome(device=0, n_devices=1, config={"a": 1}, shard={"x": z(3, np.int8)}),
         Round(exchange=3, series_from=0, series_to=2, logits_from=0, logits_to=1),
         Tx(exchange=3, device=0, series_items=z(1, np.int32), series=z((1, length), np.int8),
            labels=z(1, np.int16), logits_items=z(1, np.int32), logits=z((1, n_classes), np.float32),

@@ -135,22 +135,18 @@ def test_repeated_kill_9_of_random_nodes_keeps_accuracy_within_1pp(tmp_path: Pat
 
     def started(coord, backend) -> None:
         state["coord"], state["backend"] = coord, backend
-        original = coord._on_event
 
-        def on_event(record: dict) -> None:
-            if original is not None:
-                original(record)
-            victim = state["pending"]
-            if victim is None:
-                return
-            entry = next(e for e in coord.registry.entries() if e.name == backend.name(victim))
-            if record["event"] == "node_down" and record.get("device") == entry.device:
-                backend.start(victim)  # restart it under the same name
-            if record["event"] == "node_rejoined" and record.get("device") == entry.device:
-                state["pending"] = None
-                coord.state.paused = False
-
-        coord._on_event = on_event
+    def on_event(record: dict) -> None:
+        victim = state["pending"]
+        if victim is None:
+            return
+        coord, backend = state["coord"], state["backend"]
+        entry = next(e for e in coord.registry.entries() if e.name == backend.name(victim))
+        if record["event"] == "node_down" and record.get("device") == entry.device:
+            backend.start(victim)  # restart it under the same name
+        if record["event"] == "node_rejoined" and record.get("device") == entry.device:
+            state["pending"] = None
+            coord.resume()
 
     def on_round(record: dict) -> None:
         if kill_rounds and record["round"] >= kill_rounds[0] and state["pending"] is None:
@@ -158,13 +154,13 @@ def test_repeated_kill_9_of_random_nodes_keeps_accuracy_within_1pp(tmp_path: Pat
             victim = int(rng.integers(0, 5))
             state["pending"] = victim
             state["killed"].append(victim)
-            state["coord"].state.paused = True  # hold the run until the node is back
+            state["coord"].pause()  # hold the run until the node is back
             state["backend"].kill(victim)
 
     launch = LaunchOptions(out_dir=tmp_path / "run", progress=False, reference=True,
                            coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0,
                                                           deadline_s=2.0, down_after=1))
-    summary = run_testbed(args, launch, on_started=started, on_round=on_round)
+    summary = run_testbed(args, launch, on_started=started, on_round=on_round, on_event=on_event)
     assert summary["phase"] == "finished" and len(state["killed"]) == 3
     assert all(n["final_collected"] for n in summary["per_node"])
     with np.load(tmp_path / "run" / "weights.npz") as w:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.service.control import load_scenario
+from coordinator.service.scenario import load_scenario
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.tools.report import FIGURES, epoch_curves, main, make_report, round_start_times
 from coordinator.service.server import CoordinatorOptions

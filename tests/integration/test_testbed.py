@@ -89,16 +89,11 @@ def test_kill_9_of_a_node_mid_run_marks_it_down_and_it_rejoins(tmp_path: Path) -
 
     def started(coord, backend) -> None:
         state["coord"], state["backend"] = coord, backend
-        original = coord._on_event
 
-        def both(record: dict) -> None:
-            events.append(record)
-            if original is not None:
-                original(record)
-            if record["event"] == "node_rejoined":
-                coord.state.paused = False  # the run goes on once the node is back
-
-        coord._on_event = both
+    def on_event(record: dict) -> None:
+        events.append(record)
+        if record["event"] == "node_rejoined":
+            state["coord"].resume()  # the run goes on once the node is back
 
     def on_round(record: dict) -> None:
         backend, coord = state["backend"], state["coord"]
@@ -111,12 +106,12 @@ def test_kill_9_of_a_node_mid_run_marks_it_down_and_it_rejoins(tmp_path: Path) -
             e["event"] == "node_down" and e.get("device") == victim for e in events
         ):
             # Hold the run (as an operator would with `rocknet pause`) until it rejoins.
-            coord.state.paused = True
+            coord.pause()
             backend.start(2)
             state["restarted"] = record["round"]
 
     summary = run_testbed(args, options(tmp_path, deadline_s=2.0, down_after=1),
-                          on_started=started, on_round=on_round)
+                          on_started=started, on_round=on_round, on_event=on_event)
     assert summary["phase"] == "finished"
     victim = state["victim"]
     downs = [e for e in events if e["event"] == "node_down" and e.get("device") == victim]

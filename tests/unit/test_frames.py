@@ -76,7 +76,7 @@ def rx(draw: st.DrawFn) -> Rx:
     m, n, c = len(part["logits_items"]), draw(SIZE), draw(SIZE)
     j = draw(SIZE)
     return Rx(exchange=draw(I64), logits=draw(arr("float32", (m, n, c))),
-              logits_mask=draw(arr("bool", (m, n))), radio=draw(DICTS),
+              logits_mask=draw(arr("bool", (m, n))),
               sync_sources=draw(arr("int32", j)), sync_payloads=draw(arr("uint8", (j, draw(SIZE)))),
               **draw(grad_part(c, m)), **part)
 
@@ -85,8 +85,7 @@ def rx(draw: st.DrawFn) -> Rx:
 def welcome(draw: st.DrawFn) -> Welcome:
     n = draw(st.integers(1, 300))
     return Welcome(device=draw(st.integers(0, n - 1)), n_devices=n, config=draw(DICTS),
-                   shard=draw(st.dictionaries(TEXT, ANY_ARRAY, max_size=3)),
-                   start_round=draw(I64))
+                   shard=draw(st.dictionaries(TEXT, ANY_ARRAY, max_size=3)))
 
 
 @st.composite
@@ -188,7 +187,7 @@ def examples() -> list[Message]:
               "series": g.integers(-128, 128, (k, 8)).astype(np.int8),
               "labels": np.arange(k, dtype=np.int16), "logits_items": np.arange(m, dtype=np.int32)}
     return [
-        Hello("node-3", 4242, resume=True, checkpoint_round=17),
+        Hello("node-3", 4242),
         Welcome(3, 20, {"seed": 1, "radio": {"kind": "mixer", "prr": 0.9}},
                 {"x": g.integers(-128, 128, (6, 8)).astype(np.int8),
                  "y": np.arange(6, dtype=np.int16)}, 0),
@@ -197,7 +196,7 @@ def examples() -> list[Message]:
            grad_items=np.arange(2, dtype=np.int32), grads=g.standard_normal((2, c)).astype(np.float32),
            sync_payload=g.integers(0, 256, 16).astype(np.uint8), **series),
         Rx(5, logits=g.standard_normal((m, n, c)).astype(np.float32),
-           logits_mask=g.random((m, n)) < 0.8, radio=stats,
+           logits_mask=g.random((m, n)) < 0.8,
            grad_items=np.arange(2, dtype=np.int32), grads=g.standard_normal((2, c)).astype(np.float32),
            sync_sources=np.arange(2, dtype=np.int32),
            sync_payloads=g.integers(0, 256, (2, 16)).astype(np.uint8), **series),
@@ -536,7 +535,7 @@ def test_bool_and_int_are_never_confused() -> None:
     assert [type(back.data[k]) for k in ("flag", "count", "z")] == [bool, int, float]
     # numpy scalars are accepted when building and arrive as Python scalars
     msg = Hello("n", np.int64(7), resume=np.bool_(True))  # type: ignore[arg-type]
-    assert type(msg.pid) is int and type(msg.resume) is bool
+    assert type(msg.pid) is int
     back = decode(encode(FeedRound(0, {"a": np.int16(-3), "b": np.float32(0.5),
                                        "c": np.bool_(False)})))
     assert back.data == {"a": -3, "b": 0.5, "c": False}

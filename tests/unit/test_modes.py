@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from coordinator.backends.inprocess import in_process_run
+from coordinator.engine.engine import EngineOptions
+from coordinator.engine.exchanges import plan_exchanges
+from coordinator.engine.link import Inbound
 from coordinator.engine.medium import Air
-from coordinator.engine.exchanges import deliver, plan_exchanges
 from coordinator.service.run_setup import RunArgs, SetupError, build_setup
 from node.device.data_parallel import DataParallelDevice, merge_statistics
 from node.device.rocknet import DeviceData
@@ -24,35 +27,19 @@ pytestmark = pytest.mark.usefixtures("warm_numba")
 
 def drive(setup, lockstep: bool, silent: dict[int, set[int]] | None = None
           ) -> tuple[list[AnyDevice], Air, list[dict[int, Tx]]]:
-    """Run every exchange in-process; ``silent[exchange]`` = devices that miss it."""
-    cfg = setup.config
-    devices = [make_device(d, cfg, DeviceData.from_shard(setup.shard(d))) for d in range(cfg.n_devices)]
-    air = Air(setup.stream, setup.topology, setup.loss, setup.protocol, cfg.model.seed,
-              cfg.series_length, cfg.n_classes)
-    sent: list[dict[int, Tx]] = []
-    for plan in plan_exchanges(setup.stream, lockstep=lockstep):
-        off = (silent or {}).get(plan.exchange, set())
-        msg = plan.message()
-        txs = {}
-        for dev in devices:
-            if dev.device in off:
-                continue
-            stats = dev.take_stats()
-            txs[dev.device] = Tx(exchange=plan.exchange, device=dev.device, stats=stats,
-                                 **dev.tx_payload(msg))
-            air.sample_s[dev.device] = stats["model_sample_s"]
-            air.step_s[dev.device] = stats["model_step_s"]
-        alive = np.array([d.device in txs for d in devices])
-        air.resolve_until(plan.last_round + 1, alive)
-        rxs = deliver(plan, txs, air)
-        for dev in devices:
-            rx = rxs.get(dev.device)
-            if rx is not None:
-                dev.on_rx(msg, rx)
-            else:
-                dev.on_silent(msg)
-        sent.append(txs)
-    return devices, air, sent
+    """Run every exchange on the engine, in-process; ``silent[exchange]`` = devices whose TX
+    misses that exchange's deadline. Also returns the TXs that made it, per exchange."""
+    sent: dict[int, dict[int, Tx]] = {}
+
+    def tap(item: Inbound) -> None:
+        if isinstance(item.message, Tx):
+            sent.setdefault(item.message.exchange, {})[item.message.device] = item.message
+
+    late = None if not silent else (lambda exchange, device: device in silent.get(exchange, set()))
+    run = in_process_run(setup, EngineOptions(lockstep=lockstep, down_after=10**9), late=late, tap=tap)
+    engine = run.run()
+    devices = [agent.device for agent in run.agents]
+    return devices, engine.air, [sent.get(p.exchange, {}) for p in engine.plans]
 
 
 def args(**kw) -> RunArgs:
@@ -115,11 +102,12 @@ def test_private_labels_a_missing_g_skips_that_update_and_the_batch_still_steps(
     batch = range(grad_plan.grad_from, grad_plan.grad_to)
     owned_by_3 = sum(int(setup.stream.owner[t]) == 3 for t in batch)
     assert 0 < owned_by_3 < len(batch)
-    # Device 3 misses that exchange: it neither sends the g of its items nor hears the others'.
+    # Device 3's TX misses that exchange's deadline: its g reaches nobody, and it hears none
+    # of the others' (its RX is the empty one of a silent device); it still has its own g.
     devices, _, _ = drive(setup, lockstep=False, silent={grad_plan.exchange: {3}})
     lossless, _, _ = drive(build_setup(args(**kw)), lockstep=False)
     train = [[p for p in d.final_metrics()["passes"] if p["kind"] == "train"][0] for d in devices]
-    assert train[3]["skipped"] == len(batch)  # no g at all
+    assert train[3]["skipped"] == len(batch) - owned_by_3  # nobody else's g
     assert all(t["skipped"] == owned_by_3 for i, t in enumerate(train) if i != 3)  # device 3's g
     assert all(d.steps_taken == setup.stream.steps for d in devices)
     for dev, ref in zip(devices, lossless):

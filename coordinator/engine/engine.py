@@ -1,0 +1,432 @@
+"""The run engine: the air and the clock of one run, over any :class:`NodeLink`.
+
+One loop for every transport: registration (HELLO -> WELCOME), then per exchange plan:
+ROUND to the reachable devices -> collect their TXs until a deadline -> resolve the air once
+per round -> deliver RXs -> accounting -> round records and events -> checkpoint hook ->
+RXs out; then STOP and the FINALs. The engine has no sockets and reads time only through
+its :class:`Clock`; the coordinator service (ZeroMQ) and the in-process backend both run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from coordinator.engine.accuracy import running_accuracy
+from coordinator.engine.clock import Clock, SystemClock
+from coordinator.engine.exchanges import ExchangePlan, deliver, plan_exchanges, silent_rx
+from coordinator.engine.link import Inbound, NodeLink, SendStatus
+from coordinator.engine.medium import Air, RoundOutcome
+from coordinator.engine.records import EventRecord, NodeRoundView, RoundRecord, RunningAccuracy
+from coordinator.engine.registry import DOWN, NodeEntry, Registry
+from coordinator.engine.setup import RunSetup
+from coordinator.engine.values import plain_values
+from protocol.wire.frames import (
+    PROTOCOL_VERSION,
+    Bye,
+    Error,
+    Final,
+    Heartbeat,
+    Hello,
+    Message,
+    Rx,
+    Stop,
+    Tx,
+    Welcome,
+)
+
+log = logging.getLogger("rocknet.coordinator")
+
+#: Phases reported by ``rocknet status``.
+WAITING, RUNNING, PAUSED, FINISHED, FAILED = "waiting", "running", "paused", "finished", "failed"
+#: Longest single wait on the link (s): control stays responsive, stop requests are seen.
+POLL_SLICE_S = 0.2
+#: Seconds between keepalives to idle nodes (registration, pause).
+KEEPALIVE_S = 1.0
+
+
+class RunAborted(RuntimeError):
+    """The run cannot go on (a node refused its configuration, registration timed out...)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How patient the engine is (seconds) and how it paces exchanges."""
+
+    deadline_s: float = 30.0
+    register_timeout_s: float = 600.0
+    final_timeout_s: float = 20.0
+    down_after: int = 3
+    lockstep: bool = False
+    realtime: bool = False
+
+
+@dataclass
+class RunState:
+    """What the engine knows about the run while it goes (counters are frames)."""
+
+    phase: str = WAITING
+    exchange: int = -1
+    round: int = 0
+    started_wall: float = 0.0
+    bad_frames: int = 0
+    stale_frames: int = 0
+    dropped_sends: int = 0  # frames to peers whose queue was full (never-reading clients)
+    paused: bool = False
+    stop_reason: str | None = None
+    error: str | None = None
+    accuracy: RunningAccuracy = field(default_factory=RunningAccuracy)
+
+
+class RunSink(Protocol):
+    """Where the engine's records go (the service: feed, metrics file, callbacks)."""
+
+    def record_event(self, record: EventRecord) -> None: ...
+
+    def record_round(self, record: RoundRecord) -> None: ...
+
+
+#: Called after an exchange's air is resolved and before its RXs leave (the checkpoint):
+#: ``(next_plan, rx by device)``.
+ExchangeHook = Callable[[int, dict[int, Rx]], None]
+
+
+class RunEngine:
+    """Runs one training run with the devices that register over ``link``."""
+
+    def __init__(self, setup: RunSetup, link: NodeLink, options: EngineOptions | None = None,
+                 sink: RunSink | None = None, clock: Clock | None = None) -> None:
+        self.setup = setup
+        self.link = link
+        self.options = options or EngineOptions()
+        self.sink = sink
+        self.clock = clock or SystemClock()
+        self.config = setup.config
+        self.stream = setup.stream
+        self.registry = Registry(self.config.n_devices, down_after=self.options.down_after)
+        self.air = Air(stream=self.stream, topology=setup.topology, loss=setup.loss,
+                       protocol=setup.protocol, seed=self.config.model.seed,
+                       series_length=self.config.series_length, n_classes=self.config.n_classes)
+        self.plans = plan_exchanges(self.stream, lockstep=self.options.lockstep or self.options.realtime)
+        self.state = RunState(started_wall=self.clock.monotonic())
+        self.finals: dict[int, Final] = {}
+        self.exchange_wall_s: list[float] = []  # host wall time of each exchange (s)
+        self.on_exchange: ExchangeHook | None = None
+        self.resumed_from: int | None = None
+        #: How a missing device joins (added to the registration-timeout message).
+        self.join_hint = "start the missing nodes"
+        self._last_keepalive = float("-inf")
+
+    # ------------------------------------------------------------------ records
+    def event(self, event: str, **data: object) -> None:
+        """Publish a change (node up/down, fault injected...) and log it."""
+        log.info("event %s %s", event, data)
+        if self.sink is not None:
+            self.sink.record_event(EventRecord(self.air.next_round, event, plain_values(data)))
+
+    def wall_s(self) -> float:
+        """Seconds since the run started (by the engine's clock)."""
+        return self.clock.monotonic() - self.state.started_wall
+
+    # ------------------------------------------------------------------ sending
+    def send(self, identity: bytes, msg: Message) -> bool:
+        """Send to one node; False (and the node marked down if it is gone) otherwise."""
+        status = self.link.send(identity, msg)
+        if status is SendStatus.SENT:
+            return True
+        if status is SendStatus.QUEUE_FULL:  # a peer that does not read must not block the run
+            self.state.dropped_sends += 1
+            n = self.state.dropped_sends
+            if n in (1, 10, 100) or n % 1000 == 0:
+                log.warning("dropped a frame to %r: its queue is full (%d such drops so far)", identity, n)
+            return False
+        entry = self.registry.by_identity(identity)
+        if entry is not None and self.registry.gone(entry):
+            self.event("node_down", device=entry.device, name=entry.name, reason="disconnected")
+        return False
+
+    # ------------------------------------------------------------------ inbound
+    def poll(self, timeout_s: float) -> list[Inbound]:
+        """Frames of registered nodes that arrived within ``timeout_s``; HELLOs and frames of
+        unknown nodes are handled here."""
+        out: list[Inbound] = []
+        for item in self.link.poll(timeout_s):
+            msg = item.message
+            if isinstance(msg, Hello):
+                self._on_hello(item.identity, msg)
+            elif self.registry.by_identity(item.identity) is None:
+                # Not registered (or registered with a coordinator that crashed before its
+                # first checkpoint): ask it to say HELLO.
+                self.state.stale_frames += 1
+                if not isinstance(msg, (Error, Bye)):
+                    self.send(item.identity, Error(code="unknown_node", message="say HELLO first"))
+            else:
+                out.append(item)
+        return out
+
+    def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        if msg.version != PROTOCOL_VERSION:
+            self.state.bad_frames += 1
+            self.send(identity, Error(
+                code="version",
+                message=f"node speaks protocol {msg.version}, coordinator {PROTOCOL_VERSION}: "
+                "run the same rocknet version on both",
+            ))
+            return
+        try:
+            entry, rejoined = self.registry.register(msg.name, identity, msg.pid)
+        except LookupError as exc:
+            self.state.stale_frames += 1
+            log.warning("refused node %r: %s", msg.name, exc)
+            self.send(identity, Error(code="full", message=str(exc)))
+            return
+        self.send(identity, Welcome(device=entry.device, n_devices=self.config.n_devices,
+                                    config=self.config.to_dict(), shard=self.setup.shard(entry.device)))
+        self.event("node_rejoined" if rejoined else "node_registered", device=entry.device,
+                   name=entry.name, registered=self.registry.registered)
+
+    def _node_left(self, identity: bytes, reason: str) -> None:
+        entry = self.registry.by_identity(identity)
+        if entry is not None and self.registry.gone(entry):
+            self.event("node_down", device=entry.device, name=entry.name, reason=reason)
+
+    def _early_frame(self, item: Inbound) -> None:
+        msg = item.message
+        if isinstance(msg, Heartbeat):
+            return
+        if isinstance(msg, Error):
+            entry = self.registry.by_identity(item.identity)
+            who = f"node {entry.name!r} (device {entry.device})" if entry else "a node"
+            if entry is not None:
+                self.registry.gone(entry)  # it exits: do not wait for its FINAL
+            raise RunAborted(f"{who} refused the run: {msg.message}")
+        if isinstance(msg, Bye):
+            self._node_left(item.identity, msg.reason)
+            return
+        self.state.stale_frames += 1
+
+    def late_frame(self, item: Inbound) -> None:
+        """A frame outside the exchange it belongs to (FINAL, BYE, ERROR, heartbeat...)."""
+        msg = item.message
+        entry = self.registry.by_identity(item.identity)
+        if isinstance(msg, Final):
+            if entry is None or entry.device != msg.device:  # a FINAL for another device
+                self.state.bad_frames += 1
+                return
+            self.finals[msg.device] = msg
+        elif isinstance(msg, Bye):
+            self._node_left(item.identity, msg.reason)
+        elif isinstance(msg, Error):
+            log.error("node %s reports: %s", entry.name if entry else "?", msg.message)
+            if msg.code in ("ram_budget", "bad_config"):
+                raise RunAborted(f"a node refused the run: {msg.message}")
+        elif not isinstance(msg, Heartbeat):
+            self.state.stale_frames += 1
+
+    def serve(self, seconds: float) -> None:
+        """Let ``seconds`` pass while answering frames (pause, real-time pacing)."""
+        end = self.clock.monotonic() + seconds
+        while (left := end - self.clock.monotonic()) > 0 and self.state.stop_reason is None:
+            for item in self.poll(min(left, POLL_SLICE_S)):
+                self.late_frame(item)
+
+    def keepalive(self) -> None:
+        """While nothing else flows (registration, pause), tell every node we are alive, so
+        that none gives up on an idle coordinator (nodes exit after --idle-timeout)."""
+        now = self.clock.monotonic()
+        if now - self._last_keepalive < KEEPALIVE_S:
+            return
+        self._last_keepalive = now
+        for entry in self.registry.reachable():
+            self.send(entry.identity, Heartbeat(device=entry.device, exchange=self.state.exchange))
+
+    # ------------------------------------------------------------------ phases
+    def wait_for_nodes(self) -> None:
+        """Block until every device registered."""
+        deadline = self.clock.monotonic() + self.options.register_timeout_s
+        while not self.registry.complete:
+            if self.state.stop_reason is not None:
+                raise RunAborted(f"stopped before all nodes registered: {self.state.stop_reason}")
+            if self.clock.monotonic() > deadline:
+                raise RunAborted(
+                    f"only {self.registry.registered} of {self.config.n_devices} nodes registered "
+                    f"within {self.options.register_timeout_s:.0f} s: {self.join_hint}")
+            self.keepalive()
+            for item in self.poll(0.1):
+                self._early_frame(item)
+
+    def resume(self, next_plan: int, pending_rx: dict[int, Rx]) -> None:
+        """Go on from a checkpoint: wait for the restored nodes, re-send their last RXs."""
+        self.resumed_from = next_plan
+        waiting = {e.identity for e in self.registry.entries()}
+        deadline = self.clock.monotonic() + self.options.deadline_s
+        while waiting and self.clock.monotonic() < deadline:
+            for item in self.poll(0.1):
+                waiting.discard(item.identity)
+                self.late_frame(item)
+        for entry in self.registry.entries():
+            if entry.identity in waiting:
+                self.registry.gone(entry)
+            elif entry.device in pending_rx:
+                self.send(entry.identity, pending_rx[entry.device])
+
+    def run(self, first_plan: int | None = None) -> None:
+        """The whole run: registration (unless resuming), every exchange, STOP and FINALs."""
+        try:
+            if first_plan is None:
+                self.wait_for_nodes()
+                first_plan = 0
+            self.state.phase = RUNNING
+            self.state.started_wall = self.clock.monotonic()
+            self.event("run_resumed" if self.resumed_from is not None else "run_started",
+                       nodes=self.config.n_devices, exchanges=len(self.plans),
+                       rounds=self.stream.n_rounds, from_exchange=first_plan)
+            for plan in self.plans[first_plan:]:
+                while self.state.paused and self.state.stop_reason is None:
+                    self.keepalive()
+                    self.serve(0.1)
+                if self.state.stop_reason is not None:
+                    break
+                self.exchange(plan)
+            self.state.phase = FINISHED
+        except RunAborted as exc:
+            self.state.phase = FAILED
+            self.state.error = str(exc)
+            raise
+        finally:
+            self.stop_nodes()
+
+    # ------------------------------------------------------------------ one exchange
+    def exchange(self, plan: ExchangePlan) -> None:
+        """ROUND -> TXs -> air -> RXs for one plan (see the module docstring)."""
+        started = time.perf_counter()
+        self.state.exchange = plan.exchange
+        message = plan.message()
+        expected = {e.identity: e.device for e in self.registry.reachable() if self.send(e.identity, message)}
+        txs = self._collect(plan, expected)
+        alive = np.zeros(self.config.n_devices, dtype=bool)
+        for device, tx in txs.items():
+            alive[device] = True
+            self._heard(device, tx)
+        for device in expected.values():
+            entry = self.registry.by_device(device)
+            if device not in txs and entry is not None and self.registry.missed(entry):
+                self.event("node_down", device=device, name=entry.name, reason="silent")
+        if not txs and not self.registry.reachable():
+            raise RunAborted("every node is down: nothing left to train (restart the nodes to rejoin)")
+        outcomes = self.air.resolve_until(plan.last_round + 1, alive)
+        delivered = deliver(plan, txs, self.air)
+        rxs = {device: delivered.get(device) or silent_rx(plan, self.air) for device in expected.values()}
+        self._update_accuracy()
+        for outcome in outcomes:
+            self.state.round = outcome.round_no
+            self._publish_round(outcome)
+        self.air.forget_before(plan.first_round)
+        if self.on_exchange is not None:  # checkpoint before the RXs leave: a restart re-sends these
+            self.on_exchange(plan.exchange + 1, rxs)
+        for identity, device in expected.items():
+            self.send(identity, rxs[device])
+        self.exchange_wall_s.append(time.perf_counter() - started)
+        if self.options.realtime:
+            ahead = self.air.virtual_time_s - self.wall_s()
+            if ahead > 0:
+                self.serve(ahead)
+
+    def _collect(self, plan: ExchangePlan, expected: dict[bytes, int]) -> dict[int, Tx]:
+        txs: dict[int, Tx] = {}
+        deadline = self.clock.monotonic() + self.options.deadline_s
+        while len(txs) < len(expected):
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            arrived = self.poll(min(remaining, POLL_SLICE_S))
+            for item in arrived:
+                msg = item.message
+                if isinstance(msg, Tx) and item.identity in expected and msg.exchange == plan.exchange:
+                    if msg.device != expected[item.identity]:
+                        self.state.bad_frames += 1
+                        continue
+                    txs[msg.device] = msg
+                elif isinstance(msg, Tx):
+                    self.state.stale_frames += 1
+                else:
+                    self.late_frame(item)
+            # Drop expectations of nodes whose socket vanished meanwhile.
+            for identity, device in list(expected.items()):
+                entry = self.registry.by_device(device)
+                if entry is None or entry.identity != identity:
+                    del expected[identity]
+            if not arrived and self.link.quiet():
+                break  # nobody can answer any more: the rest are silent this exchange
+        return txs
+
+    def _heard(self, device: int, tx: Tx) -> None:
+        entry = self.registry.by_device(device)
+        if entry is None:
+            return
+        entry.last_stats = dict(tx.stats)
+        if self.registry.heard(entry):
+            self.event("node_up", device=device, name=entry.name)
+        if "model_sample_s" in tx.stats:
+            self.air.sample_s[device] = float(tx.stats["model_sample_s"])
+        if "model_step_s" in tx.stats:
+            self.air.step_s[device] = float(tx.stats["model_step_s"])
+
+    def _update_accuracy(self) -> None:
+        live = [e.last_stats for e in self.registry.entries() if e.status != DOWN and e.last_stats]
+        update = running_accuracy(self.config.mode, live, self.config.schedule.n_test)
+        self.state.accuracy = self.state.accuracy.updated(update)
+
+    def _publish_round(self, outcome: RoundOutcome) -> None:
+        record = RoundRecord(air=self.air.round_record(outcome), accuracy=self.state.accuracy,
+                             wall_time_s=self.wall_s(), nodes=self.node_views())
+        if self.sink is not None:
+            self.sink.record_round(record)
+
+    def node_views(self) -> list[NodeRoundView]:
+        """Per node, as a round record shows it (read straight from the totals arrays)."""
+        t = self.air.totals
+        energy = np.round(t.energy_mj, 6).tolist()
+        rx, lost, tx = t.rx_packets.tolist(), t.lost_packets.tolist(), t.tx_slots.tolist()
+        return [_view(e, energy, rx, lost, tx) for e in self.registry.entries()]
+
+    # ------------------------------------------------------------------ the end
+    def stop_nodes(self) -> None:
+        """STOP to every live node; collect FINALs until all came or the timeout passed."""
+        reason = self.state.stop_reason or ("finished" if self.state.phase == FINISHED else "aborted")
+        expected = {e.device for e in self.registry.entries()
+                    if e.status != DOWN and self.send(e.identity, Stop(reason=reason))}
+        deadline = self.clock.monotonic() + self.options.final_timeout_s
+        while expected - set(self.finals) and self.clock.monotonic() < deadline:
+            arrived = self.poll(0.1)
+            for item in arrived:
+                msg, entry = item.message, self.registry.by_identity(item.identity)
+                if isinstance(msg, Final) and entry is not None and entry.device == msg.device:
+                    self.finals[msg.device] = msg
+                elif isinstance(msg, (Bye, Error)) and entry is not None:  # left, or refused and exits
+                    expected.discard(entry.device)
+            if not arrived and self.link.quiet():
+                break
+        self.event("run_finished", phase=self.state.phase, reason=reason)
+
+    @property
+    def shown_phase(self) -> str:
+        """The phase as ``rocknet status`` shows it (paused while running is "paused")."""
+        if self.state.phase == RUNNING and self.state.paused:
+            return PAUSED
+        return self.state.phase
+
+    @property
+    def exchange_mode(self) -> str:
+        return "lockstep" if (self.options.lockstep or self.options.realtime) else "batch"
+
+
+def _view(e: NodeEntry, energy: list[float], rx: list[int], lost: list[int], tx: list[int]) -> NodeRoundView:
+    ram = e.last_stats.get("ram_bytes")
+    return NodeRoundView(id=e.device, status=DOWN if e.forced_down else e.status,
+                         ram_bytes=None if ram is None else int(ram), energy_mj=energy[e.device],
+                         rx_packets=rx[e.device], lost_packets=lost[e.device], tx_slots=tx[e.device])
