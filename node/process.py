@@ -85,7 +85,7 @@ class NodeProcess:
         # and a restarted node (same name) takes its place (the coordinator sets HANDOVER).
         self.sock.setsockopt(zmq.ROUTING_ID, routing_id(options.name))
         if options.curve_dir is not None:
-            from protocol.net.keys import apply_client_keys
+            from protocol.net.curve import apply_client_keys
 
             apply_client_keys(self.sock, options.curve_dir, options.name)
         self.sock.connect(options.connect)

@@ -17,13 +17,13 @@ class ControlTimeout(RuntimeError):
 class ControlClient:
     """``with ControlClient("tcp://127.0.0.1:7102") as c: c.request("status")``.
 
-    ``curve`` configures the socket for CURVE (``protocol.net.keys.operator_curve(DIR)``); when
+    ``curve`` configures the socket for CURVE (``protocol.net.curve.operator_curve(DIR)``); when
     it is not given, ``$ROCKNET_CURVE_DIR`` (if set) supplies the operator's key.
     """
 
     def __init__(self, endpoint: str, timeout_s: float = 5.0, curve: Any | None = None) -> None:
         if curve is None:
-            from protocol.net.keys import operator_curve_from_env
+            from protocol.net.curve import operator_curve_from_env
 
             curve = operator_curve_from_env()
         self.curve = curve is not None
