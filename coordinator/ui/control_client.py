@@ -7,6 +7,7 @@ from typing import Any
 
 import zmq
 
+from protocol.net.sockets import control_dealer
 from protocol.wire.frames import CONTROL_MAX_BYTES, Control, ControlReply, ProtocolError, decode, encode
 
 
@@ -30,9 +31,7 @@ class ControlClient:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, 64 * CONTROL_MAX_BYTES)
+        self.sock = control_dealer(self.ctx)
         if curve is not None:
             curve(self.sock)
         self.sock.connect(endpoint)
