@@ -101,7 +101,9 @@ class PathLoss:
                 f"unknown path_loss keys {sorted(unknown)}; allowed: {sorted(known)}"
             )
         try:
-            return cls(**{k: (int(v) if k == "frame_bytes" else float(v)) for k, v in data.items()})
+            values: dict[str, Any] = {k: (int(v) if k == "frame_bytes" else float(v))
+                                      for k, v in data.items()}
+            return cls(**values)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, TopologyError):
                 raise

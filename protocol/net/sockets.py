@@ -89,7 +89,7 @@ def node_routing_id(name: str) -> bytes:
 
 
 def _router(ctx: zmq.Context[Any], policy: SocketPolicy) -> zmq.Socket[Any]:
-    sock = ctx.socket(zmq.ROUTER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
     policy.apply(sock)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     return sock
@@ -110,7 +110,7 @@ def node_dealer(ctx: zmq.Context[Any], name: str) -> zmq.Socket[Any]:
     restarted node (same name) takes its place (the node ROUTER sets HANDOVER).
     """
     routing_id = node_routing_id(name)
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     NODE_DEALER.apply(sock)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     return sock
@@ -118,7 +118,7 @@ def node_dealer(ctx: zmq.Context[Any], name: str) -> zmq.Socket[Any]:
 
 def feed_publisher(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
     """The coordinator's PUB of the monitor feed (:data:`FEED_PUBLISHER`)."""
-    sock = ctx.socket(zmq.PUB)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.PUB)
     FEED_PUBLISHER.apply(sock)
     return sock
 
@@ -131,7 +131,7 @@ def feed_subscriber(ctx: zmq.Context[Any], max_bytes: int = DEFAULT_MAX_BYTES) -
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
-    sock = ctx.socket(zmq.SUB)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     FEED_SUBSCRIBER.apply(sock)
     sock.setsockopt(zmq.MAXMSGSIZE, max(FEED_SUBSCRIBER.max_message_bytes, max_bytes))
     sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -145,6 +145,6 @@ def control_router(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
 
 def control_dealer(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
     """A control client's DEALER to the coordinator (:data:`CONTROL_DEALER`)."""
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     CONTROL_DEALER.apply(sock)
     return sock
