@@ -128,10 +128,6 @@ class GEArrays:
     loss_bad: np.ndarray  # float64 [K]
     bad: np.ndarray  # bool [K]: state at the start of the round (a copy; the radio mutates it)
 
-    @property
-    def n_chains(self) -> int:
-        return int(self.src.shape[0])
-
 
 @dataclass(frozen=True, eq=False)
 class RoundLoss:
