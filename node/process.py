@@ -20,8 +20,8 @@ import zmq
 from node.agent import AgentOptions, NodeAgent
 from node.watchdog import RssWatchdog
 from protocol.net.keys import CurveKeyError
+from protocol.net.sockets import node_dealer
 from protocol.wire.frames import (
-    DEFAULT_MAX_BYTES,
     Bye,
     Error,
     Final,
@@ -58,14 +58,6 @@ class NodeOptions:
     checkpoint_fsync: bool = False
 
 
-def routing_id(name: str) -> bytes:
-    """ZeroMQ routing id of a node: its name (1..255 bytes, not starting with a zero byte)."""
-    raw = name.encode()
-    if not raw or len(raw) > 255 or raw[0] == 0:
-        raise ValueError(f"node name {name!r} must be 1..255 bytes and not start with NUL")
-    return raw
-
-
 class NodeProcess:
     """Owns the socket; hands every frame to its :class:`~node.agent.NodeAgent` and sends the replies."""
 
@@ -76,16 +68,9 @@ class NodeProcess:
             checkpoint_fsync=options.checkpoint_fsync, pid=os.getpid(),
         ))
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES)
-        self.sock.setsockopt(zmq.SNDHWM, 10_000)
-        self.sock.setsockopt(zmq.RCVHWM, 10_000)
-        # The name is the routing id: a restarted coordinator can address this node at once,
-        # and a restarted node (same name) takes its place (the coordinator sets HANDOVER).
-        self.sock.setsockopt(zmq.ROUTING_ID, routing_id(options.name))
+        self.sock = node_dealer(self.ctx, options.name)
         if options.curve_dir is not None:
-            from protocol.net.keys import apply_client_keys
+            from protocol.net.curve import apply_client_keys
 
             apply_client_keys(self.sock, options.curve_dir, options.name)
         self.sock.connect(options.connect)

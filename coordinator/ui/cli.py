@@ -279,7 +279,7 @@ def _print_status(s: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "keys":
-        from protocol.net.keys import main as keys_main
+        from coordinator.ui.keys_cli import main as keys_main
 
         return keys_main(argv[1:])
     if argv and argv[0] == "node":

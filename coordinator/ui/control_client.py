@@ -7,6 +7,7 @@ from typing import Any
 
 import zmq
 
+from protocol.net.sockets import control_dealer
 from protocol.wire.frames import CONTROL_MAX_BYTES, Control, ControlReply, ProtocolError, decode, encode
 
 
@@ -17,22 +18,20 @@ class ControlTimeout(RuntimeError):
 class ControlClient:
     """``with ControlClient("tcp://127.0.0.1:7102") as c: c.request("status")``.
 
-    ``curve`` configures the socket for CURVE (``protocol.net.keys.operator_curve(DIR)``); when
+    ``curve`` configures the socket for CURVE (``protocol.net.curve.operator_curve(DIR)``); when
     it is not given, ``$ROCKNET_CURVE_DIR`` (if set) supplies the operator's key.
     """
 
     def __init__(self, endpoint: str, timeout_s: float = 5.0, curve: Any | None = None) -> None:
         if curve is None:
-            from protocol.net.keys import operator_curve_from_env
+            from protocol.net.curve import operator_curve_from_env
 
             curve = operator_curve_from_env()
         self.curve = curve is not None
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, 64 * CONTROL_MAX_BYTES)
+        self.sock = control_dealer(self.ctx)
         if curve is not None:
             curve(self.sock)
         self.sock.connect(endpoint)

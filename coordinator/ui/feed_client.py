@@ -16,13 +16,11 @@ from typing import Callable, Union
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from protocol.wire.frames import DEFAULT_MAX_BYTES, FeedEvent, FeedRound, ProtocolError, decode
+from protocol.net.sockets import feed_subscriber
+from protocol.wire.frames import FeedEvent, FeedRound, ProtocolError, decode
 
 #: Largest feed frame the monitor decodes (a 1000-node round record is well under 1 MiB).
 FEED_MAX_BYTES = 4 * 2**20
-#: Messages the subscriber buffers before ZeroMQ drops newer ones (a slow terminal must not
-#: make the monitor lose rounds; the coordinator's PUB buffers 10 000 per subscriber too).
-FEED_RCVHWM = 200_000
 
 FeedMessage = Union[FeedRound, FeedEvent]
 #: Configures a socket for CURVE before it connects (as ``ControlClient(curve=...)`` takes).
@@ -96,14 +94,8 @@ class FeedClient:
         self.last_error: str | None = None
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, FEED_RCVHWM)
-        # The coordinator never encodes more than DEFAULT_MAX_BYTES; larger means a broken
-        # peer, and ZeroMQ drops that connection. Frames between max_bytes and that limit
-        # are dropped (and counted) by decode() below instead.
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(DEFAULT_MAX_BYTES, max_bytes))
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        # Frames between max_bytes and the socket's limit are dropped (and counted) by decode().
+        self.sock = feed_subscriber(self.ctx, max_bytes)
         if curve is not None:
             curve(self.sock)
         self._events = self.sock.get_monitor_socket(

@@ -56,10 +56,6 @@ class EnergyBreakdown:
     low_power_mj: np.ndarray | float
 
     @property
-    def radio_mj(self) -> np.ndarray | float:
-        return self.tx_mj + self.rx_mj
-
-    @property
     def total_mj(self) -> np.ndarray | float:
         return self.cpu_mj + self.tx_mj + self.rx_mj + self.low_power_mj
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from numba import njit
+from protocol.air.jit import njit
 
 from protocol.air.topology import Topology
 
@@ -45,7 +45,7 @@ class LossError(ValueError):
 def rng_next(state: np.ndarray) -> np.uint64:
     """SplitMix64 step on ``state`` (uint64[1], updated in place)."""
     state[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = state[0]
+    z: np.uint64 = state[0]
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -89,7 +89,7 @@ def ge_advance(bad: np.ndarray, p_gb: np.ndarray, r_bg: np.ndarray, rng: np.ndar
 def link_prob(a: int, b: int, prr: np.ndarray, ge_index: np.ndarray, ge_bad: np.ndarray,
               ge_loss_good: np.ndarray, ge_loss_bad: np.ndarray) -> float:
     """Success probability of ``a -> b`` in the current slot (static PRR x GE state)."""
-    p = prr[a, b]
+    p: float = prr[a, b]
     k = ge_index[a, b]
     if k >= 0 and p > 0.0:
         p *= 1.0 - (ge_loss_bad[k] if ge_bad[k] else ge_loss_good[k])
@@ -128,10 +128,6 @@ class GEArrays:
     loss_bad: np.ndarray  # float64 [K]
     bad: np.ndarray  # bool [K]: state at the start of the round (a copy; the radio mutates it)
 
-    @property
-    def n_chains(self) -> int:
-        return int(self.src.shape[0])
-
 
 @dataclass(frozen=True, eq=False)
 class RoundLoss:
@@ -149,7 +145,8 @@ class RoundLoss:
 
     def prr(self, i: int = 0) -> np.ndarray:
         """Effective static PRR matrix of the ``i``-th round of this view."""
-        return self.prr_stack[self.round_index[i]]
+        prr: np.ndarray = self.prr_stack[self.round_index[i]]
+        return prr
 
 
 @dataclass(frozen=True)
@@ -158,6 +155,12 @@ class _GEParams:
     r: float
     loss_good: float
     loss_bad: float
+
+
+def _region(values: Any) -> tuple[float, float, float]:
+    """A jam region ``(x_m, y_m, radius_m)`` read back from a saved state."""
+    x_m, y_m, radius_m = (float(v) for v in values)
+    return x_m, y_m, radius_m
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,7 @@ class LossModel:
             ge_state = {(int(a), int(b)): bool(v) for a, b, v in state["ge_state"]}
             down_links = {(int(a), int(b)) for a, b in state["down_links"]}
             down_nodes = {self._node(n) for n in state["down_nodes"]}
-            jams = [Jam(int(i), tuple(int(n) for n in nodes), None if reg is None else tuple(map(float, reg)),
+            jams = [Jam(int(i), tuple(int(n) for n in nodes), None if reg is None else _region(reg),
                         float(f), int(fr), None if to is None else int(to))
                     for i, nodes, reg, f, fr, to in state["jams"]]
             p_global = float(state["p_global"])
@@ -469,13 +472,13 @@ class LossModel:
         for j in self._jams:
             if j.jam_id in active:
                 p[:, self._jammed(j)] *= j.prr_factor
-        stacked = p[None, :, :].copy()
+        stacked: np.ndarray = p[None, :, :].copy()
         self._cache[active] = stacked
         return stacked
 
     def static_prr(self, round_no: int) -> np.ndarray:
         """Effective PRR matrix of ``round_no`` without GE (a read-only view)."""
-        view = self._static(round_no)[0].view()
+        view: np.ndarray = self._static(round_no)[0].view()
         view.setflags(write=False)
         return view
 
@@ -507,7 +510,7 @@ class LossModel:
                        dtype=np.bool_)
         return GEArrays(index, src, dst, p, r, lg, lb, bad)
 
-    def round_view(self, round_nos: int | Sequence[int]) -> RoundLoss:
+    def round_view(self, round_nos: int | Sequence[int] | np.ndarray) -> RoundLoss:
         """The loss of one round or of consecutive increasing rounds, for the radio.
 
         Raises :class:`LossError` if GE links are active and a round is not after the last

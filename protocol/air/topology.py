@@ -101,7 +101,9 @@ class PathLoss:
                 f"unknown path_loss keys {sorted(unknown)}; allowed: {sorted(known)}"
             )
         try:
-            return cls(**{k: (int(v) if k == "frame_bytes" else float(v)) for k, v in data.items()})
+            values: dict[str, Any] = {k: (int(v) if k == "frame_bytes" else float(v))
+                                      for k, v in data.items()}
+            return cls(**values)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, TopologyError):
                 raise
@@ -169,14 +171,6 @@ class Topology:
     def n_devices(self) -> int:
         return int(self.device_nodes.shape[0])
 
-    @cached_property
-    def node_device(self) -> np.ndarray:
-        """int64 [n_nodes]: device id of each node, -1 for relays."""
-        out = np.full(self.n_nodes, -1, dtype=np.int64)
-        out[self.device_nodes] = np.arange(self.n_devices)
-        out.setflags(write=False)
-        return out
-
     def neighbours(self, i: int) -> np.ndarray:
         """Nodes that hear ``i`` or that ``i`` hears (either direction has PRR > 0)."""
         self._check_node(i)
@@ -197,10 +191,6 @@ class Topology:
         """Directed links ``(a, b, prr)`` with PRR > 0, sorted by ``(a, b)``."""
         a, b = np.nonzero(self.prr > 0)
         return [(int(x), int(y), float(self.prr[x, y])) for x, y in zip(a, b)]
-
-    def has_link(self, a: int, b: int) -> bool:
-        """Whether the directed link ``a -> b`` exists (PRR > 0)."""
-        return bool(self.prr[a, b] > 0)
 
     @cached_property
     def _hops(self) -> np.ndarray:

@@ -257,7 +257,8 @@ def quantile_positions(features_per_dilation: np.ndarray) -> np.ndarray:
     total = n_features_total(features_per_dilation)
     phi = (np.sqrt(5.0) + 1.0) / 2.0
     seq = ((np.arange(1, total + 1, dtype=np.float64) * phi) % 1.0).astype(np.float32)
-    return seq[aeon_to_kernel_major(features_per_dilation)]
+    biases: np.ndarray = seq[aeon_to_kernel_major(features_per_dilation)]
+    return biases
 
 
 def aeon_to_kernel_major(features_per_dilation: np.ndarray) -> np.ndarray:

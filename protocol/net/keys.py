@@ -1,4 +1,4 @@
-"""CURVE keys of a testbed: create them, and put them on the coordinator's and clients' sockets.
+"""CURVE key files of a testbed: create them, read them, check them.
 
 Layout of a key directory (``rocknet keys init DIR``)::
 
@@ -11,52 +11,42 @@ Layout of a key directory (``rocknet keys init DIR``)::
                                  node socket
     DIR/nodes/<name>.key_secret  node <name>'s key pair: that node only (mode 0600)
 
-Files are ZeroMQ certificates (``zmq.auth.create_certificates``). The coordinator needs
-``coordinator.key_secret``, ``operator.key`` and ``nodes/*.key``; node <name> needs
+Files are ZeroMQ certificates (the format of ``zmq.auth.create_certificates``). The coordinator
+needs ``coordinator.key_secret``, ``operator.key`` and ``nodes/*.key``; node <name> needs
 ``coordinator.key`` and ``nodes/<name>.key_secret``; an operator needs ``coordinator.key`` and
 ``operator.key_secret``.
 
-A ZAP authenticator (a thread of the coordinator) admits a client only if its public key is
-in the ring of the socket's ZAP domain: node keys on the node socket (domain
-:data:`NODE_DOMAIN`), the operator key on the control socket (:data:`OPERATOR_DOMAIN`); a node
-key cannot send control commands and the operator key cannot join as a node. A refused key is
-logged with its :func:`fingerprint` (``rocknet keys show DIR`` lists every key's). A key added
-to ``DIR/nodes`` while the coordinator runs is picked up at its first connection attempt.
-Admitted clients carry a ZAP User-Id, ``node:<name>`` or ``operator:<name>``: the coordinator
-checks that a HELLO's name is the name of the key it came with (:func:`hello_refusal`).
+This module reads and checks keys without ZeroMQ (a launcher or ``rocknet keys show`` needs no
+socket); only :func:`init_keys` / :func:`ensure_keys` import it, because libzmq's Curve25519
+makes the key pairs. Putting keys on sockets is :mod:`protocol.net.curve`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
 import re
-import sys
+import struct
 import tempfile
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 
 log = logging.getLogger("rocknet.keys")
 
 COORDINATOR = "coordinator"
 OPERATOR = "operator"
 NODES_DIR = "nodes"
-#: ZAP domain of the coordinator's node ROUTER (node keys only).
-NODE_DOMAIN = "rocknet.nodes"
-#: ZAP domain of the control ROUTER (and the feed PUB if it is CURVE): the operator key only.
-OPERATOR_DOMAIN = "rocknet.operator"
 #: Environment variable naming the key directory (nodes, control clients, ``rocknet run``).
 ENV_CURVE_DIR = "ROCKNET_CURVE_DIR"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+#: Z85 alphabet (ZeroMQ RFC 32): 5 characters encode 4 bytes, big-endian.
+_Z85_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+_Z85_VALUE = {c: i for i, c in enumerate(_Z85_CHARS)}
+#: A CURVE key: 32 raw bytes, 40 Z85 characters.
+KEY_BYTES = 32
+KEY_Z85_CHARS = 40
 
 
 class CurveKeyError(RuntimeError):
@@ -81,7 +71,25 @@ def local_node_names(n: int) -> list[str]:
 
 
 def node_secret_path(directory: Path | str, name: str) -> Path:
+    """Where node ``name``'s key pair lives in a key directory."""
     return Path(directory) / NODES_DIR / f"{name}.key_secret"
+
+
+def z85_decode(text: bytes) -> bytes:
+    """Raw bytes of Z85 ``text`` (a multiple of 5 characters); ValueError if it is not Z85."""
+    if len(text) % 5:
+        raise ValueError(f"Z85 text must be a multiple of 5 characters long, not {len(text)}")
+    words = []
+    for start in range(0, len(text), 5):
+        value = 0
+        for char in text[start:start + 5]:
+            if char not in _Z85_VALUE:
+                raise ValueError(f"{bytes([char])!r} is not a Z85 character")
+            value = value * 85 + _Z85_VALUE[char]
+        if value >= 2**32:
+            raise ValueError("Z85 group out of range")
+        words.append(value)
+    return struct.pack(f">{len(words)}I", *words)
 
 
 def fingerprint(public_key: bytes | str) -> str:
@@ -90,7 +98,7 @@ def fingerprint(public_key: bytes | str) -> str:
     Accepts the 32 raw bytes or the 40-character Z85 text.
     """
     key = public_key.encode("ascii") if isinstance(public_key, str) else bytes(public_key)
-    raw = z85.decode(key) if len(key) == 40 else key
+    raw = z85_decode(key) if len(key) == KEY_Z85_CHARS else key
     return "sha256:" + hashlib.sha256(raw).hexdigest()[:12]
 
 
@@ -98,6 +106,8 @@ def fingerprint(public_key: bytes | str) -> str:
 def _write_pair(directory: Path, name: str) -> None:
     """Create ``name.key`` (0644) and ``name.key_secret`` (0600) in ``directory``, atomically:
     written in a private staging directory, then renamed into place."""
+    import zmq.auth  # libzmq makes the Curve25519 pair; reading keys needs no zmq
+
     staging = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))  # mode 0700
     try:
         public, secret = zmq.auth.create_certificates(staging, name)
@@ -166,347 +176,96 @@ def ensure_keys(directory: Path | str, node_names: Iterable[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- loading keys
+def _read_certificate(path: Path, what: str) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) Z85 keys of a ZeroMQ certificate file, read as pyzmq does."""
+    public: bytes | None = None
+    secret: bytes | None = None
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                line = raw.strip()
+                if line.startswith(b"public-key"):
+                    public = line.split(b"=", 1)[-1].strip(b" \t'\"")
+                elif line.startswith(b"secret-key"):
+                    secret = line.split(b"=", 1)[-1].strip(b" \t'\"")
+    except OSError as exc:
+        raise CurveKeyError(f"cannot read the {what} {path}: {exc}") from exc
+    if public is None:
+        raise CurveKeyError(f"cannot read the {what} {path}: it holds no public key "
+                            "(recreate it with `rocknet keys init`)")
+    _check_z85(public, path)
+    return public, secret
+
+
 def load_pair(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) Z85 keys from a ``.key_secret`` file; :class:`CurveKeyError` if not."""
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise CurveKeyError(f"cannot read the key pair {path}: {exc}") from exc
+    public, secret = _read_certificate(path, "key pair")
     if not secret:
         raise CurveKeyError(f"{path} holds no secret key (is it a public .key file?)")
-    _check_z85(public, path)
     _check_z85(secret, path)
     return public, secret
 
 
 def load_public(path: Path) -> bytes:
     """The Z85 public key of a ``.key`` (or ``.key_secret``) file."""
-    try:
-        public, _ = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise CurveKeyError(f"cannot read the public key {path}: {exc}") from exc
-    _check_z85(public, path)
-    return public
+    return _read_certificate(path, "public key")[0]
 
 
 def _check_z85(key: bytes, path: Path) -> None:
     try:
-        ok = len(key) == 40 and len(z85.decode(key)) == 32
-    except (ValueError, KeyError, IndexError, TypeError):
+        ok = len(key) == KEY_Z85_CHARS and len(z85_decode(key)) == KEY_BYTES
+    except ValueError:
         ok = False
     if not ok:
         raise CurveKeyError(f"{path} holds a malformed CURVE key (not 40 Z85 characters): "
                             "recreate it with `rocknet keys init`")
 
 
-def _missing(path: Path, what: str, fix: str) -> CurveKeyError:
+def missing_key(path: Path, what: str, fix: str) -> CurveKeyError:
+    """The error for a key file that is not there: what it is, where it should be, the fix."""
     return CurveKeyError(f"{what}: {path} does not exist. {fix}")
 
 
-def _server_key(directory: Path) -> bytes:
+def coordinator_public_key(directory: Path) -> bytes:
+    """The coordinator's Z85 public key (``DIR/coordinator.key``), as every client needs it."""
     path = directory / f"{COORDINATOR}.key"
     if not path.exists():
-        raise _missing(path, "no coordinator public key",
-                       f"Create the keys with `rocknet keys init {directory}` on the coordinator "
-                       "and copy coordinator.key here")
+        raise missing_key(path, "no coordinator public key",
+                          f"Create the keys with `rocknet keys init {directory}` on the "
+                          "coordinator and copy coordinator.key here")
     return load_public(path)
 
 
-# --------------------------------------------------------------------------- the server side
-class KeyRing:
-    """Public keys admitted per ZAP domain, read from the key directory.
+def coordinator_pair(directory: Path) -> tuple[bytes, bytes]:
+    """The coordinator's (public, secret) Z85 keys (``DIR/coordinator.key_secret``)."""
+    path = directory / f"{COORDINATOR}.key_secret"
+    if not path.exists():
+        raise missing_key(path, "no coordinator key pair",
+                          f"Create the keys with `rocknet keys init {directory} --nodes N` "
+                          "(or --names a,b,c)")
+    return load_pair(path)
 
-    The pyzmq credentials-provider interface: :meth:`callback` answers one connection attempt.
-    Unknown keys trigger a re-read of the domain's folder if it changed (a node added with
-    ``rocknet keys add`` while the run goes), then are refused, counted in :attr:`refused`
-    (by ``(domain, fingerprint)``) and logged: the first time at WARNING, then every 100th.
+
+def client_keys(directory: Path, pair: Path, what: str, fix: str) -> tuple[bytes, bytes, bytes]:
+    """(coordinator public, own public, own secret) Z85 keys of a client whose pair is ``pair``.
+
+    ``what`` and ``fix`` word the error when ``pair`` is missing.
     """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.refused: Counter[tuple[str, str]] = Counter()
-        self.admitted: Counter[tuple[str, str]] = Counter()
-        self.users: dict[bytes, str] = {}  # Z85 public key -> "node:<name>" / "operator:<name>"
-        self._keys: dict[str, dict[bytes, str]] = {}
-        self._stamp: dict[str, int] = {}
-        for domain in (NODE_DOMAIN, OPERATOR_DOMAIN):
-            self._load(domain)
-        if not self._keys[NODE_DOMAIN]:
-            log.warning("no node keys in %s: every node will be refused (rocknet keys add %s NAME)",
-                        self.directory / NODES_DIR, self.directory)
-
-    def _sources(self, domain: str) -> tuple[Path, list[tuple[Path, str]]]:
-        if domain == NODE_DOMAIN:
-            folder = self.directory / NODES_DIR
-            files = sorted(folder.glob("*.key")) if folder.is_dir() else []
-            return folder, [(f, f"node:{f.name[:-4]}") for f in files]
-        path = self.directory / f"{OPERATOR}.key"
-        return self.directory, ([(path, f"operator:{OPERATOR}")] if path.exists() else [])
-
-    def _load(self, domain: str) -> None:
-        folder, files = self._sources(domain)
-        keys: dict[bytes, str] = {}
-        for path, user in files:
-            try:
-                keys[load_public(path)] = user
-            except CurveKeyError as exc:
-                log.error("skipped a key: %s", exc)
-        self._keys[domain] = keys
-        self.users.update(keys)
-        self._stamp[domain] = folder.stat().st_mtime_ns if folder.exists() else 0
-
-    def _changed(self, domain: str) -> bool:
-        folder, _ = self._sources(domain)
-        return (folder.stat().st_mtime_ns if folder.exists() else 0) != self._stamp[domain]
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        """Admit ``key`` (Z85) on ``domain``?"""
-        keys = self._keys.get(domain)
-        if keys is None:
-            allowed = False
-        else:
-            if key not in keys and self._changed(domain):
-                self._load(domain)
-                keys = self._keys[domain]
-            allowed = key in keys
-        fp = fingerprint(key)
-        if allowed:
-            self.admitted[(domain, fp)] += 1
-            if self.admitted[(domain, fp)] == 1:
-                log.info("admitted %s (key %s) on %s", self._keys[domain][key], fp, domain)
-            return True
-        self.refused[(domain, fp)] += 1
-        n = self.refused[(domain, fp)]
-        if n == 1 or n % 100 == 0:
-            known = self.users.get(key)
-            why = f"{known}'s key, not allowed here" if known else "an unknown key"
-            log.warning("refused a connection on %s: %s, fingerprint %s (attempt %d)",
-                        domain, why, fp, n)
-        return False
-
-    def user_id(self, key_raw: bytes) -> str:
-        return self.users.get(z85.encode(key_raw), "anonymous")
-
-
-class CurveAuthenticator(ThreadAuthenticator):
-    """The ZAP handler thread, admitting keys of a :class:`KeyRing` and naming their owners."""
-
-    def __init__(self, context: zmq.Context[Any], ring: KeyRing) -> None:
-        super().__init__(context, log=logging.getLogger("rocknet.zap"))
-        self.ring = ring
-
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        return self.ring.user_id(client_public_key)
-
-    @property
-    def refused(self) -> Counter[tuple[str, str]]:
-        """Refused connection attempts by ``(domain, fingerprint)``."""
-        return self.ring.refused
-
-
-def apply_server_keys(ctx: zmq.Context[Any], sockets: Sequence[zmq.Socket[Any]],
-                      curve_dir: Path | str,
-                      roles: Sequence[str] | None = None) -> CurveAuthenticator:
-    """Make ``sockets`` CURVE servers with the coordinator's key and start the ZAP handler.
-
-    ``sockets[0]`` is the node socket (node keys, :data:`NODE_DOMAIN`), every other socket
-    is an operator socket (control ROUTER, feed PUB: the operator key,
-    :data:`OPERATOR_DOMAIN`); ``roles`` ("nodes"/"operator" per socket) overrides that.
-    Call before ``bind``. Returns the running authenticator (``.stop()`` it after closing
-    the sockets, before ``ctx.term()``).
-    """
-    directory = Path(curve_dir)
-    secret_path = directory / f"{COORDINATOR}.key_secret"
-    if not secret_path.exists():
-        raise _missing(secret_path, "no coordinator key pair",
-                       f"Create the keys with `rocknet keys init {directory} --nodes N` "
-                       "(or --names a,b,c)")
-    public, secret = load_pair(secret_path)
-    roles = list(roles) if roles is not None else ["nodes"] + ["operator"] * (len(sockets) - 1)
-    if len(roles) != len(sockets) or set(roles) - {"nodes", "operator"}:
-        raise ValueError(f"roles must be 'nodes' or 'operator', one per socket, got {roles}")
-    ring = KeyRing(directory)
-    auth = CurveAuthenticator(ctx, ring)
-    auth.start()
-    for domain in (NODE_DOMAIN, OPERATOR_DOMAIN):
-        auth.configure_curve_callback(domain, credentials_provider=ring)
-    for sock, role in zip(sockets, roles):
-        sock.curve_server = True
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.zap_domain = (NODE_DOMAIN if role == "nodes" else OPERATOR_DOMAIN).encode()
-    log.info("CURVE on: coordinator key %s, %d node key(s), operator key %s", fingerprint(public),
-             sum(1 for u in ring.users.values() if u.startswith("node:")),
-             "present" if any(u.startswith("operator:") for u in ring.users.values()) else "MISSING")
-    return auth
-
-
-def user_of(frame: zmq.Frame) -> str | None:
-    """The ZAP User-Id a received frame came with (None without CURVE)."""
-    try:
-        user = frame.get("User-Id")
-    except (zmq.ZMQError, AttributeError):
-        return None
-    return user or None
-
-
-def hello_refusal(user_id: str | None, name: str) -> str | None:
-    """Why a HELLO as ``name`` from a peer authenticated as ``user_id`` is refused, or None.
-
-    With CURVE on, node ``name`` must connect with the key ``nodes/<name>.key``.
-    """
-    if user_id is None or user_id == f"node:{name}":
-        return None
-    return (f"this node's key belongs to {user_id!r}, not to node {name!r}: start it with "
-            f"--name {user_id.split(':', 1)[-1]!r} or give it nodes/{name}.key_secret")
-
-
-# --------------------------------------------------------------------------- the client side
-def _client_keys(directory: Path, pair: Path, what: str, fix: str) -> tuple[bytes, bytes, bytes]:
-    """(server public, own public, own secret) Z85 keys, or :class:`CurveKeyError`."""
     if not pair.exists():
-        raise _missing(pair, f"no CURVE key for {what}", fix)
+        raise missing_key(pair, f"no CURVE key for {what}", fix)
     public, secret = load_pair(pair)
-    return _server_key(directory), public, secret
+    return coordinator_public_key(directory), public, secret
 
 
-def _set_client(sock: zmq.Socket[Any], keys: tuple[bytes, bytes, bytes]) -> None:
-    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
+# --------------------------------------------------------------------------- moved names
+#: Names that moved to :mod:`protocol.net.curve`; served from there until
+#: coordinator/service/server.py imports them from their new home (the engine's switch).
+_MOVED_TO_CURVE = frozenset({"apply_server_keys", "hello_refusal", "user_of"})
 
 
-def apply_client_keys(sock: zmq.Socket[Any], curve_dir: Path | str, name: str) -> None:
-    """Node side: node ``name``'s key pair and the coordinator's public key, before connect."""
-    directory = Path(curve_dir)
-    _set_client(sock, _client_keys(
-        directory, node_secret_path(directory, check_name(name)), f"node {name!r}",
-        f"Create it with `rocknet keys init {directory} --names {name}` (or `rocknet keys add "
-        f"{directory} {name}` if the directory exists) in the coordinator's key directory and "
-        "copy it to this node: the coordinator admits only keys in its nodes/ folder"))
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CURVE:
+        from protocol.net import curve
 
-
-def _operator_keys(directory: Path) -> tuple[bytes, bytes, bytes]:
-    return _client_keys(
-        directory, directory / f"{OPERATOR}.key_secret", "the operator",
-        f"Create the keys with `rocknet keys init {directory}` and copy operator.key_secret "
-        "and coordinator.key here")
-
-
-def apply_operator_keys(sock: zmq.Socket[Any], curve_dir: Path | str) -> None:
-    """Control client / monitor side: the operator's key pair and the coordinator's key."""
-    _set_client(sock, _operator_keys(Path(curve_dir)))
-
-
-def operator_curve(curve_dir: Path | str) -> Callable[[zmq.Socket[Any]], None]:
-    """A ``curve=`` callable for :class:`coordinator.ui.control_client.ControlClient`; reads (and so
-    checks) the keys now, so a missing file is reported before anything connects."""
-    keys = _operator_keys(Path(curve_dir))
-    return lambda sock: _set_client(sock, keys)
-
-
-def operator_curve_from_env() -> Callable[[zmq.Socket[Any]], None] | None:
-    """:func:`operator_curve` of ``$ROCKNET_CURVE_DIR``, or None when it is unset or empty."""
-    value = os.environ.get(ENV_CURVE_DIR, "")
-    return operator_curve(value) if value else None
-
-
-# --------------------------------------------------------------------------- handshakes
-#: Socket-monitor events that end a ZMTP handshake (see :func:`handshake_result`).
-HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-
-
-def handshake_result(monitor: zmq.Socket[Any], timeout_s: float) -> str | None:
-    """The first handshake outcome a socket monitor reports within ``timeout_s``.
-
-    ``monitor`` is ``sock.get_monitor_socket(HANDSHAKE_EVENTS)`` of a client socket, taken
-    before it connects. Returns ``"ok"``; ``"refused"`` (the coordinator's ZAP handler does not
-    know this key, or not on that socket); ``"mismatch"`` (one side speaks CURVE and the other
-    does not, or the coordinator's public key is wrong); or None (no outcome yet).
-    """
-    from zmq.utils.monitor import recv_monitor_message
-
-    if not monitor.poll(int(timeout_s * 1000)):
-        return None
-    event = recv_monitor_message(monitor)["event"]
-    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-        return "ok"
-    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return "refused"
-    return "mismatch"
-
-
-# --------------------------------------------------------------------------- rocknet keys
-def _names(args: argparse.Namespace) -> list[str]:
-    if getattr(args, "names", None):
-        return [n.strip() for n in args.names.split(",") if n.strip()]
-    if getattr(args, "nodes", None) is not None:
-        return local_node_names(args.nodes)
-    return []
-
-
-def main_init(args: argparse.Namespace) -> int:
-    """``rocknet keys init DIR [--nodes N | --names a,b,c] [--force]``."""
-    names = _names(args)
-    init_keys(args.directory, names, force=args.force)
-    print(f"wrote CURVE keys to {args.directory}: coordinator, operator and {len(names)} node(s)")
-    _print_keys(Path(args.directory))
-    return 0
-
-
-def main_add(args: argparse.Namespace) -> int:
-    """``rocknet keys add DIR NAME...``: keys for more nodes (a running coordinator sees them)."""
-    created = ensure_keys(args.directory, args.names)
-    print(f"created: {', '.join(created) if created else 'nothing (all keys existed)'}")
-    return 0
-
-
-def main_show(args: argparse.Namespace) -> int:
-    """``rocknet keys show DIR``: every key's owner and fingerprint (as the coordinator logs it)."""
-    _print_keys(Path(args.directory))
-    return 0
-
-
-def _print_keys(directory: Path) -> None:
-    if not directory.is_dir():
-        raise CurveKeyError(f"{directory} is not a directory: create it with `rocknet keys init`")
-    rows = [(COORDINATOR, directory / f"{COORDINATOR}.key"), (OPERATOR, directory / f"{OPERATOR}.key")]
-    rows += [(f"node {p.name[:-4]}", p) for p in sorted((directory / NODES_DIR).glob("*.key"))]
-    for who, path in rows:
-        if path.exists():
-            secret = path.with_name(path.name + "_secret")
-            print(f"  {who:<24} {fingerprint(load_public(path))}  "
-                  f"{'(+ secret)' if secret.exists() else '(public only)'}  {path}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rocknet keys", description="CURVE keys of a testbed.")
-    sub = p.add_subparsers(dest="action", required=True)
-    init = sub.add_parser("init", help="create the coordinator's, operator's and nodes' keys")
-    init.add_argument("directory", type=Path)
-    who = init.add_mutually_exclusive_group()
-    who.add_argument("--nodes", type=int, help="N nodes named node-00 .. node-{N-1} (local runs)")
-    who.add_argument("--names", help="comma-separated node names (e.g. compose hostnames)")
-    init.add_argument("--force", action="store_true", help="replace existing keys")
-    init.set_defaults(func=main_init)
-    add = sub.add_parser("add", help="create keys for more nodes, keep the existing ones")
-    add.add_argument("directory", type=Path)
-    add.add_argument("names", nargs="+")
-    add.set_defaults(func=main_add)
-    show = sub.add_parser("show", help="list keys with their fingerprints")
-    show.add_argument("directory", type=Path)
-    show.set_defaults(func=main_show)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``rocknet keys ...``; errors are one line naming the fix (exit 2)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (CurveKeyError, OSError) as exc:
-        print(f"rocknet keys: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return getattr(curve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

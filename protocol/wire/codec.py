@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
@@ -38,8 +38,9 @@ MAX_DEPTH = 16
 #: numbers belong in numpy arrays, not in lists.
 MAX_OBJECTS = 65_536
 
+_BYTE_ORDERS: tuple[Literal["<"], Literal[">"]] = ("<", ">")
 _DTYPE_NAMES = {np.dtype(name).newbyteorder(order): name
-                for name in ALLOWED_DTYPES for order in "<>"}  # dtype.name is slow
+                for name in ALLOWED_DTYPES for order in _BYTE_ORDERS}  # dtype.name is slow
 _WIRE_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in ALLOWED_DTYPES}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_EXTENT_BYTES = 2**62  # numpy refuses shapes whose (zeros-as-one) extent exceeds this
@@ -138,7 +139,8 @@ def _default(obj: Any) -> Any:
 
 def pack(obj: Any) -> bytes:
     """msgpack ``obj``; numpy arrays become array exts, numpy scalars Python scalars."""
-    return msgpack.packb(obj, default=_default, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, default=_default, use_bin_type=True)
+    return packed
 
 
 def _ext_hook(code: int, data: bytes) -> np.ndarray:

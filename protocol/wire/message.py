@@ -71,7 +71,8 @@ def register(cls: type[M]) -> type[M]:
     """Class decorator: make a ``@dataclass(frozen=True, eq=False)`` subclass of
     :class:`Message` with a ``TYPE`` class variable a wire message."""
     params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__eq__" in cls.__dict__:
+    if (not dataclasses.is_dataclass(cls) or params is None or not params.frozen
+            or "__eq__" in cls.__dict__):
         raise TypeError(f"{cls.__name__}: decorate with @dataclass(frozen=True, eq=False)")
     if not cls.TYPE or cls.TYPE in _REGISTRY:
         raise TypeError(f"{cls.__name__}: TYPE {cls.TYPE!r} is empty or already taken")

@@ -11,13 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
+import zmq.auth
 
 from coordinator.ui.control_client import ControlClient, ControlTimeout
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.service.server import CoordinatorOptions
 from coordinator.service.run_setup import RunArgs
 from node.process import NodeOptions, NodeProcess
-from protocol.net import keys
+from coordinator.ui import keys_cli
+from protocol.net import curve, keys
 from protocol.wire.frames import ControlReply, Error, Hello, decode, encode
 
 NAMES = ["node-00", "node-01", "node-02"]
@@ -43,7 +45,7 @@ def stranger_keys(keydir: Path) -> tuple[SocketSetup, bytes]:
 
 
 def node_keys(keydir: Path, name: str) -> SocketSetup:
-    return lambda sock: keys.apply_client_keys(sock, keydir, name)
+    return lambda sock: curve.apply_client_keys(sock, keydir, name)
 
 
 # ---------------------------------------------------------------------------- key files
@@ -84,15 +86,15 @@ def test_names_that_cannot_be_key_files_are_refused_before_anything_is_written(
 
 def test_rocknet_keys_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "k"
-    assert keys.main(["init", str(directory), "--nodes", "2"]) == 0
+    assert keys_cli.main(["init", str(directory), "--nodes", "2"]) == 0
     out = capsys.readouterr().out
     assert "node node-00" in out and "node node-01" in out
     fp = keys.fingerprint(keys.load_public(directory / "nodes" / "node-01.key"))
     assert fp in out  # the fingerprint the coordinator logs on refusal
-    assert keys.main(["init", str(directory), "--nodes", "2"]) == 2
+    assert keys_cli.main(["init", str(directory), "--nodes", "2"]) == 2
     assert "rocknet keys add" in capsys.readouterr().err
-    assert keys.main(["add", str(directory), "edge-9"]) == 0
-    assert keys.main(["show", str(directory)]) == 0
+    assert keys_cli.main(["add", str(directory), "edge-9"]) == 0
+    assert keys_cli.main(["show", str(directory)]) == 0
     assert "node edge-9" in capsys.readouterr().out
 
 
@@ -100,11 +102,11 @@ def test_missing_keys_are_errors_that_name_the_fix(tmp_path: Path, keydir: Path)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     try:
         with pytest.raises(keys.CurveKeyError, match=r"node 'ghost'.*rocknet keys init"):
-            keys.apply_client_keys(sock, keydir, "ghost")
+            curve.apply_client_keys(sock, keydir, "ghost")
         with pytest.raises(keys.CurveKeyError, match="rocknet keys init"):
-            keys.apply_operator_keys(sock, tmp_path)
+            curve.apply_operator_keys(sock, tmp_path)
         with pytest.raises(keys.CurveKeyError, match="rocknet keys init"):
-            keys.apply_server_keys(zmq.Context.instance(), [sock], tmp_path)
+            curve.apply_server_keys(zmq.Context.instance(), [sock], tmp_path)
     finally:
         sock.close(linger=0)
     # The node process fails at start, before it connects anywhere.
@@ -112,10 +114,34 @@ def test_missing_keys_are_errors_that_name_the_fix(tmp_path: Path, keydir: Path)
         NodeProcess(NodeOptions(connect="tcp://127.0.0.1:9", name="ghost", curve_dir=keydir))
 
 
+def test_key_files_read_without_zmq_agree_with_pyzmq(keydir: Path) -> None:
+    """keys.py reads certificates and Z85 itself: it must read exactly what pyzmq reads."""
+    from zmq.utils import z85
+
+    for path in [keydir / "coordinator.key_secret", keydir / "nodes" / "node-01.key"]:
+        public, secret = zmq.auth.load_certificate(path)
+        assert keys.load_public(path) == public
+        assert keys.z85_decode(public) == z85.decode(public)
+    assert keys.load_pair(keydir / "operator.key_secret") == zmq.auth.load_certificate(
+        keydir / "operator.key_secret")
+    with pytest.raises(ValueError, match="not a Z85 character"):
+        keys.z85_decode(b"abcd~")
+
+
+def test_a_truncated_key_file_is_an_error_that_names_the_fix(keydir: Path) -> None:
+    path = keydir / "nodes" / "node-00.key"
+    path.write_text(path.read_text().replace('public-key = "', 'public-key = "x'))
+    with pytest.raises(keys.CurveKeyError, match="malformed CURVE key.*rocknet keys init"):
+        keys.load_public(path)
+    (keydir / "operator.key").write_text("# nothing here\n")
+    with pytest.raises(keys.CurveKeyError, match="no public key.*rocknet keys init"):
+        keys.load_public(keydir / "operator.key")
+
+
 def test_hello_must_carry_the_name_of_its_key() -> None:
-    assert keys.hello_refusal(None, "node-00") is None  # CURVE off
-    assert keys.hello_refusal("node:node-00", "node-00") is None
-    why = keys.hello_refusal("node:node-01", "node-00")
+    assert curve.hello_refusal(None, "node-00") is None  # CURVE off
+    assert curve.hello_refusal("node:node-00", "node-00") is None
+    why = curve.hello_refusal("node:node-01", "node-00")
     assert why is not None and "node-01" in why
 
 
@@ -127,7 +153,7 @@ class Server:
         self.ctx = zmq.Context()
         self.nodes = self.ctx.socket(zmq.ROUTER)
         self.ctl = self.ctx.socket(zmq.ROUTER)
-        self.auth = keys.apply_server_keys(self.ctx, [self.nodes, self.ctl], keydir)
+        self.auth = curve.apply_server_keys(self.ctx, [self.nodes, self.ctl], keydir)
         self.endpoint = {}
         for role, sock in (("nodes", self.nodes), ("control", self.ctl)):
             sock.bind("tcp://127.0.0.1:*")
@@ -140,7 +166,7 @@ class Server:
         sock.linger = 0
         if setup is not None:
             setup(sock)
-        monitor = sock.get_monitor_socket(keys.HANDSHAKE_EVENTS)
+        monitor = sock.get_monitor_socket(curve.HANDSHAKE_EVENTS)
         sock.connect(self.endpoint[role])
         self.clients += [sock, monitor]
         return sock, monitor
@@ -175,12 +201,12 @@ def test_each_key_is_admitted_only_on_its_own_socket(
         server: Server, keydir: Path, role: str, who: str, outcome: str) -> None:
     stranger, stranger_public = stranger_keys(keydir)
     setups: dict[str, SocketSetup | None] = {
-        "node-01": node_keys(keydir, "node-01"), "operator": keys.operator_curve(keydir),
+        "node-01": node_keys(keydir, "node-01"), "operator": curve.operator_curve(keydir),
         "stranger": stranger, "nobody": None}
     publics = {"node-01": keys.load_public(keydir / "nodes" / "node-01.key"),
                "operator": keys.load_public(keydir / "operator.key"), "stranger": stranger_public}
     sock, monitor = server.client(role, setups[who])
-    assert keys.handshake_result(monitor, timeout_s=10) == outcome
+    assert curve.handshake_result(monitor, timeout_s=10) == outcome
     try:
         sock.send(b"hello", zmq.NOBLOCK)
     except zmq.Again:  # a refused DEALER has no peer to queue for
@@ -190,11 +216,11 @@ def test_each_key_is_admitted_only_on_its_own_socket(
         assert target.poll(10_000)
         frames = target.recv_multipart(copy=False)
         assert frames[1].bytes == b"hello"
-        assert keys.user_of(frames[1]) == ("node:node-01" if who == "node-01" else "operator:operator")
+        assert curve.user_of(frames[1]) == ("node:node-01" if who == "node-01" else "operator:operator")
     else:
         assert not target.poll(200)  # nothing gets through a failed handshake
     if outcome == "refused":
-        domain = keys.NODE_DOMAIN if role == "nodes" else keys.OPERATOR_DOMAIN
+        domain = curve.NODE_DOMAIN if role == "nodes" else curve.OPERATOR_DOMAIN
         assert server.auth.refused[(domain, keys.fingerprint(publics[who]))] >= 1
 
 
@@ -205,18 +231,18 @@ def test_a_curve_feed_publishes_to_the_operator_only(keydir: Path, who: str, out
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     nodes = ctx.socket(zmq.ROUTER)
-    auth = keys.apply_server_keys(ctx, [nodes, pub], keydir)
+    auth = curve.apply_server_keys(ctx, [nodes, pub], keydir)
     pub.bind("tcp://127.0.0.1:*")
     sub = ctx.socket(zmq.SUB)
-    setups = {"operator": keys.operator_curve(keydir), "node-01": node_keys(keydir, "node-01"),
+    setups = {"operator": curve.operator_curve(keydir), "node-01": node_keys(keydir, "node-01"),
               "nobody": None}
     if setups[who] is not None:
         setups[who](sub)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    monitor = sub.get_monitor_socket(keys.HANDSHAKE_EVENTS)
+    monitor = sub.get_monitor_socket(curve.HANDSHAKE_EVENTS)
     try:
         sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
-        assert keys.handshake_result(monitor, timeout_s=10) == outcome
+        assert curve.handshake_result(monitor, timeout_s=10) == outcome
         received = False
         for _ in range(50):  # a SUB joins asynchronously: publish until one arrives
             pub.send(b"round")
@@ -234,7 +260,7 @@ def test_a_curve_feed_publishes_to_the_operator_only(keydir: Path, who: str, out
 def test_a_node_key_added_while_the_coordinator_runs_is_admitted(server: Server, keydir: Path) -> None:
     keys.ensure_keys(keydir, ["late-node"])
     _, monitor = server.client("nodes", node_keys(keydir, "late-node"))
-    assert keys.handshake_result(monitor, timeout_s=10) == "ok"
+    assert curve.handshake_result(monitor, timeout_s=10) == "ok"
 
 
 def test_control_client_takes_the_operator_key_from_the_environment(
@@ -245,7 +271,7 @@ def test_control_client_takes_the_operator_key_from_the_environment(
     def coordinator() -> None:  # one request, one reply, as the coordinator does
         if server.ctl.poll(10_000):
             frames = server.ctl.recv_multipart(copy=False)
-            answer["user"] = keys.user_of(frames[1])
+            answer["user"] = curve.user_of(frames[1])
             server.ctl.send_multipart([frames[0].bytes, encode(ControlReply(
                 ok=True, message="status", effective_round=0, data={}))])
 
@@ -281,7 +307,7 @@ def test_strangers_are_refused_and_the_authenticated_run_trains_the_same_model(
             sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
         if setup is not None:
             setup(sock)
-        monitor = sock.get_monitor_socket(keys.HANDSHAKE_EVENTS)
+        monitor = sock.get_monitor_socket(curve.HANDSHAKE_EVENTS)
         sock.connect(state["coord"].endpoints.nodes)
         sock.send(encode(Hello(name=hello_as, pid=1)))
         rogues[name] = (sock, monitor)
@@ -290,12 +316,12 @@ def test_strangers_are_refused_and_the_authenticated_run_trains_the_same_model(
         """Pause the run, try control commands without the operator key, resume."""
         endpoint = state["coord"].endpoints.control
         try:
-            with ControlClient(endpoint, timeout_s=30, curve=keys.operator_curve(keydir)) as op:
+            with ControlClient(endpoint, timeout_s=30, curve=curve.operator_curve(keydir)) as op:
                 control["pause"] = op.request("pause").ok
-                for who, curve in (("no key", lambda s: None), ("node key", node_keys(keydir, "node-00")),
+                for who, setup in (("no key", lambda s: None), ("node key", node_keys(keydir, "node-00")),
                                    ("stranger", stranger)):
                     try:
-                        with ControlClient(endpoint, timeout_s=1.5, curve=curve) as c:
+                        with ControlClient(endpoint, timeout_s=1.5, curve=setup) as c:
                             control[who] = c.request("stop", {"reason": f"stopped by {who}"}).message
                     except ControlTimeout:
                         control[who] = "timeout"
@@ -308,7 +334,7 @@ def test_strangers_are_refused_and_the_authenticated_run_trains_the_same_model(
         state["coord"] = coord
         rogue("no key", None, "rogue-a")
         rogue("stranger", stranger, "rogue-b")
-        rogue("operator key", keys.operator_curve(keydir), "rogue-c")
+        rogue("operator key", curve.operator_curve(keydir), "rogue-c")
         # A registered node's key under another routing id, claiming a member's name.
         rogue("impostor", node_keys(keydir, "node-00"), "node-01", routing_id="impostor")
         # A valid key that is not in this run, claiming a member's name.
@@ -321,7 +347,7 @@ def test_strangers_are_refused_and_the_authenticated_run_trains_the_same_model(
     finally:
         if "thread" in state:
             state["thread"].join()
-        outcomes = {name: keys.handshake_result(mon, 10) for name, (_, mon) in rogues.items()}
+        outcomes = {name: curve.handshake_result(mon, 10) for name, (_, mon) in rogues.items()}
         received = {name: decode(s.recv()) if s.poll(0) else None for name, (s, _) in rogues.items()}
         for sock, mon in rogues.values():
             sock.close(linger=0)
@@ -336,11 +362,11 @@ def test_strangers_are_refused_and_the_authenticated_run_trains_the_same_model(
     spare = received["spare key"]  # told why, never WELCOMEd
     assert isinstance(spare, Error) and spare.code == "auth" and "node-02" in spare.message
     refused = state["coord"].auth.refused
-    assert refused[(keys.NODE_DOMAIN, keys.fingerprint(stranger_public))] >= 1
+    assert refused[(curve.NODE_DOMAIN, keys.fingerprint(stranger_public))] >= 1
     operator_public = keys.load_public(keydir / "operator.key")
-    assert refused[(keys.NODE_DOMAIN, keys.fingerprint(operator_public))] >= 1
+    assert refused[(curve.NODE_DOMAIN, keys.fingerprint(operator_public))] >= 1
     node_public = keys.load_public(keydir / "nodes" / "node-00.key")
-    assert refused[(keys.OPERATOR_DOMAIN, keys.fingerprint(node_public))] >= 1
+    assert refused[(curve.OPERATOR_DOMAIN, keys.fingerprint(node_public))] >= 1
     # ... nor could they stop the run, which the operator controlled throughout.
     assert "error" not in control, control["error"]
     assert control["pause"] and control["resume"]

@@ -22,7 +22,7 @@ the node held every packet of the round, ``-1`` if it missed one.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from protocol.air.jit import njit
 
 from protocol.air.loss import ge_advance, link_prob, rng_uniform
 

@@ -46,7 +46,7 @@ Dead nodes (``alive`` False) neither send nor receive; their packets never sprea
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from protocol.air.jit import njit
 
 from protocol.air.loss import ge_advance, rng_next, rng_uniform
 
@@ -61,7 +61,8 @@ _DEBRUIJN_TABLE = np.array(
 @njit(cache=True, inline="always")
 def _ctz(t: np.uint64, table: np.ndarray) -> int:
     """Index of the single set bit of ``t`` (a power of two)."""
-    return table[(t * _DEBRUIJN) >> np.uint64(58)]
+    index: int = table[(t * _DEBRUIJN) >> np.uint64(58)]
+    return index
 
 
 @njit(cache=True)

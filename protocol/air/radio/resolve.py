@@ -62,11 +62,6 @@ class AirResult:
         return int(self.decoded.shape[1])
 
     @property
-    def air_duration_s(self) -> float:
-        """Radio part of the round: ``n_slots * slot_s``."""
-        return self.n_slots * self.slot_s
-
-    @property
     def complete(self) -> bool:
         """Every alive node got every packet."""
         return self.completion_slot >= 0
