@@ -19,33 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from coordinator.backends.compose import ComposeBackend  # noqa: E402
+
 IMAGES = ("rocknet-base:bookworm", "rocknet-node:latest", "rocknet-coordinator:latest")
-
-
-def compose_command() -> list[str]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    raise SystemExit("neither `docker compose` nor `docker-compose` is installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def image_sizes() -> dict[str, int]:
@@ -59,15 +45,6 @@ def image_sizes() -> dict[str, int]:
     return sizes
 
 
-def status(control_port: int) -> dict[str, Any] | None:
-    done = subprocess.run(
-        [sys.executable, "-m", "coordinator.ui.cli", "status", "--json", "--timeout", "1",
-         "--connect", f"tcp://127.0.0.1:{control_port}"],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    return json.loads(done.stdout) if done.returncode == 0 else None
-
-
 NO_REFERENCE = """version: "2.4"
 services:
   coordinator:
@@ -77,25 +54,17 @@ services:
 
 def one_run(nodes: int, timeout_s: float, no_reference: bool, tmp: Path) -> dict[str, float]:
     """Bring one testbed up, time the milestones, take it down."""
-    control_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKNET_")}
-    env.update(ROCKNET_NODES=str(nodes), ROCKNET_EPOCHS="2000",
-               ROCKNET_HOST_CONTROL_PORT=str(control_port), ROCKNET_HOST_FEED_PORT=str(free_port()))
-    compose = [*compose_command(), "-p", f"rocknet-bench-{secrets.token_hex(3)}",
-               "-f", str(REPO / "docker-compose.yml")]
-    if no_reference:
-        override = tmp / "no-reference.yml"
-        override.write_text(NO_REFERENCE)
-        compose += ["-f", str(override)]
-    services = ["coordinator", *(f"node{i:02d}" for i in range(1, nodes + 1))]
+    bed = ComposeBackend(env={"ROCKNET_NODES": str(nodes), "ROCKNET_EPOCHS": "2000"},
+                         override=NO_REFERENCE if no_reference else None, work_dir=tmp,
+                         project=f"rocknet-bench-{secrets.token_hex(3)}")
+    services = ["coordinator", *(bed.name(i) for i in range(nodes))]
     result: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
-        subprocess.run([*compose, "up", "-d", *services], env=env, check=True,
-                       capture_output=True, timeout=timeout_s)
+        bed.up(*services)
         result["up_s"] = time.perf_counter() - t0
         while time.perf_counter() - t0 < timeout_s:
-            s = status(control_port)
+            s = bed.status()
             if s is not None:
                 if "registered_s" not in result and s["registered"] >= nodes:
                     result["registered_s"] = time.perf_counter() - t0
@@ -106,7 +75,7 @@ def one_run(nodes: int, timeout_s: float, no_reference: bool, tmp: Path) -> dict
         else:
             raise SystemExit(f"not all {nodes} nodes registered and training within {timeout_s} s")
     finally:
-        subprocess.run([*compose, "down", "-v", "-t", "5"], env=env, capture_output=True)
+        bed.down()
     return result
 
 

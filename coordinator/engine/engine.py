@@ -165,8 +165,18 @@ class RunEngine:
                 if not isinstance(msg, (Error, Bye)):
                     self.send(item.identity, Error(code="unknown_node", message="say HELLO first"))
             else:
+                self._sign_of_life(item)
                 out.append(item)
         return out
+
+    def _sign_of_life(self, item: Inbound) -> None:
+        """Any frame but BYE from a node taken down for silence brings it back up (it gets
+        ROUNDs again from the next exchange)."""
+        entry = self.registry.by_identity(item.identity)
+        if (entry is not None and entry.status == DOWN and not entry.forced_down
+                and not isinstance(item.message, (Bye, Error))):
+            self.registry.heard(entry)
+            self.event("node_up", device=entry.device, name=entry.name)
 
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
         if msg.version != PROTOCOL_VERSION:

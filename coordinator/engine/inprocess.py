@@ -8,8 +8,8 @@ an agent answers synchronously, so the link is :meth:`~InProcessLink.quiet` when
 inbox is empty and the engine never waits for a reply that cannot come.
 
 ``late(exchange, device)`` emulates a device that misses an exchange's deadline (a hung or
-slow MCU): it computes its TX but the TX arrives too late and is dropped, exactly as the
-engine drops a late TX from a process.
+slow MCU): it computes its TX, but the TX arrives only after the engine gave up on it (with
+the next exchange's traffic), where the engine counts it stale, as a late TX from a process.
 """
 
 from __future__ import annotations
@@ -81,19 +81,24 @@ class InProcessLink:
         self.down: set[bytes] = set()
         self.late_frames = 0
         self._inbox: deque[Inbound] = deque(Inbound(i, a.hello()) for i, a in self.agents.items())
+        self._late: list[Inbound] = []  # TXs past their deadline, delivered with the next exchange
 
     def send(self, identity: bytes, message: Message) -> SendStatus:
         agent = self.agents.get(identity)
         if agent is None or identity in self.down:
             return SendStatus.GONE
+        if isinstance(message, Round) and self._late and self._late[0].message.exchange != message.exchange:  # type: ignore[attr-defined]
+            self._inbox.extend(self._late)  # they arrive now, after their exchange
+            self._late.clear()
         replies = agent.handle(message)
         late = (isinstance(message, Round) and self.late is not None
                 and self.late(message.exchange, self._device_of(replies)))
         for reply in replies:
+            item = Inbound(identity, reply)
             if late and isinstance(reply, Tx):
                 self.late_frames += 1
+                self._late.append(item)
                 continue
-            item = Inbound(identity, reply)
             if self.tap is not None:
                 self.tap(item)
             self._inbox.append(item)

@@ -47,12 +47,13 @@ from coordinator.service.control import ControlHandler
 from coordinator.service.results import RunWriter
 from coordinator.service.scenario import ScenarioEvent
 from coordinator.service.zmq_link import ZmqLink
+from protocol.net.curve import apply_server_keys
+from protocol.net.sockets import control_router, feed_publisher, node_router
 from protocol.air.topology import Topology
 from protocol.config.run import RunConfig
 from protocol.stream.schedule import Stream
 from protocol.wire.frames import (
     CONTROL_MAX_BYTES,
-    DEFAULT_MAX_BYTES,
     Control,
     ControlReply,
     FeedEvent,
@@ -132,13 +133,8 @@ class Coordinator:
         self.endpoints = Endpoints()
         self.ctx = zmq.Context()
         self.auth: Any = None
-        self.feed = self.ctx.socket(zmq.PUB)
-        self.feed.setsockopt(zmq.LINGER, 0)
-        self.feed.setsockopt(zmq.SNDHWM, 10_000)
-        self.ctl = self.ctx.socket(zmq.ROUTER)
-        self.ctl.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.ctl.setsockopt(zmq.LINGER, 0)
-        self.ctl.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
+        self.feed = feed_publisher(self.ctx)
+        self.ctl = control_router(self.ctx)
         link = self._in_process_link(setup, checkpoint_dir) if options.in_process else self._zmq_link()
         self.endpoints.feed = _bind(self.feed, options.host, options.feed_port)
         self.endpoints.control = _bind(self.ctl, options.host, options.control_port)
@@ -154,17 +150,10 @@ class Coordinator:
     # ------------------------------------------------------------------ links
     def _zmq_link(self) -> ZmqLink:
         o = self.options
-        nodes = self.ctx.socket(zmq.ROUTER)
-        nodes.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        # A node that comes back under the same name (its routing id) replaces the old link.
-        nodes.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        nodes.setsockopt(zmq.LINGER, 0)
-        nodes.setsockopt(zmq.SNDHWM, 100_000)
-        nodes.setsockopt(zmq.RCVHWM, 100_000)
-        nodes.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_BYTES)
+        # ROUTER_HANDOVER: a node that comes back under the same name (its routing id)
+        # replaces the old link (protocol/net/sockets.py).
+        nodes = node_router(self.ctx)
         if o.curve_dir is not None:
-            from protocol.net.keys import apply_server_keys
-
             self.auth = apply_server_keys(self.ctx, [nodes, self.ctl], o.curve_dir)
         self.endpoints.nodes = _bind(nodes, o.host, o.node_port)
         link = ZmqLink(nodes, authenticated=self.auth is not None)

@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from coordinator.engine.link import Inbound, SendStatus
-from protocol.net.keys import hello_refusal, user_of
+from protocol.net.curve import hello_refusal, user_of
 from protocol.wire.frames import Error, Hello, Message, ProtocolError, VersionMismatch, decode, encode
 
 log = logging.getLogger("rocknet.coordinator")

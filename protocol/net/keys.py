@@ -31,7 +31,6 @@ import struct
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("rocknet.keys")
 
@@ -255,17 +254,3 @@ def client_keys(directory: Path, pair: Path, what: str, fix: str) -> tuple[bytes
         raise missing_key(pair, f"no CURVE key for {what}", fix)
     public, secret = load_pair(pair)
     return coordinator_public_key(directory), public, secret
-
-
-# --------------------------------------------------------------------------- moved names
-#: Names that moved to :mod:`protocol.net.curve`; served from there until
-#: coordinator/service/server.py imports them from their new home (the engine's switch).
-_MOVED_TO_CURVE = frozenset({"apply_server_keys", "hello_refusal", "user_of"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CURVE:
-        from protocol.net import curve
-
-        return getattr(curve, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,11 +9,8 @@ The coordinator is watched through its published control port with `rocknet stat
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from coordinator.backends.compose import ComposeBackend, compose_command, container_state, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -46,16 +45,6 @@ NO_REFERENCE = (
 )
 
 
-def _compose_command() -> list[str] | None:
-    """`docker compose` (v2) when the plugin exists, else `docker-compose` (v1), else None."""
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-    if probe.returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
-
-
 def _skip_reason() -> str | None:
     """Why the Docker tests cannot run here, or None when they can."""
     if os.environ.get("ROCKNET_SKIP_DOCKER") == "1":
@@ -69,27 +58,9 @@ def _skip_reason() -> str | None:
     if info.returncode != 0:
         last = (info.stderr.strip().splitlines() or ["?"])[-1]
         return f"no Docker daemon is reachable (`docker info`: {last})"
-    if _compose_command() is None:
+    if compose_command() is None:
         return "neither `docker compose` nor `docker-compose` is installed"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _docker(*args: str, timeout: float = 60) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-def _state(container: str) -> dict[str, Any]:
-    """`docker inspect`'s State of a container (Status, Running, OOMKilled, ExitCode, ...)."""
-    return json.loads(_docker("inspect", "-f", "{{json .State}}", container))
 
 
 def node_entry(status: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -97,69 +68,23 @@ def node_entry(status: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((n for n in status.get("nodes", []) if n["name"] == name), None)
 
 
-class ComposeTestbed:
-    """One compose project: bring up, query the coordinator, kill/start nodes, tear down."""
+class ComposeTestbed(ComposeBackend):
+    """The compose backend plus waiting on the coordinator's status."""
 
-    def __init__(self, env: dict[str, str], override: str | None, tmp_path: Path) -> None:
-        self.project = f"rocknet-test-{os.getpid()}-{secrets.token_hex(3)}"
-        self.control_port = _free_port()
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("ROCKNET_")}
-        self.env = {
-            **inherited,
-            "ROCKNET_HOST_CONTROL_PORT": str(self.control_port),
-            "ROCKNET_HOST_FEED_PORT": str(_free_port()),
-            **env,
-        }
-        compose = _compose_command()
-        assert compose is not None
-        self.compose = [*compose, "-p", self.project, "-f", str(COMPOSE_FILE)]
-        if override is not None:
-            path = tmp_path / f"{self.project}.override.yml"
-            path.write_text(override)
-            self.compose += ["-f", str(path)]
-        self.last_status: dict[str, Any] = {}
+    last_status: dict[str, Any] = {}
 
-    def run(self, *args: str, timeout: float = 180) -> str:
-        done = subprocess.run([*self.compose, *args], capture_output=True, text=True,
-                              env=self.env, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-        return done.stdout
-
-    def up(self, *services: str) -> None:
-        self.run("up", "-d", *services, timeout=300)
-
-    def down(self) -> None:
-        subprocess.run([*self.compose, "down", "-v", "--remove-orphans", "-t", "5"],
-                       capture_output=True, env=self.env, timeout=180)
-
-    def container(self, service: str) -> str:
-        cid = self.run("ps", "-q", service).strip()
-        assert cid, f"no container for service {service}"
-        return cid
-
-    def logs(self, service: str = "coordinator", lines: int = 40) -> str:
-        try:
-            return self.run("logs", "--no-color", "--tail", str(lines), service, timeout=60)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            return f"(no logs: {exc})"
-
-    def status(self) -> dict[str, Any] | None:
-        """`rocknet status --json` through the published control port; None if no answer."""
-        cmd = [sys.executable, "-m", "coordinator.ui.cli", "status", "--json", "--timeout", "2",
-               "--connect", f"tcp://127.0.0.1:{self.control_port}"]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=30)
-        if done.returncode != 0:
-            return None
-        self.last_status = json.loads(done.stdout)
-        return self.last_status
+    def poll_status(self) -> dict[str, Any] | None:
+        status = self.status()
+        if status is not None:
+            self.last_status = status
+        return status
 
     def wait_for(self, what: str, check: Callable[[dict[str, Any]], bool],
                  timeout_s: float) -> dict[str, Any]:
         """Poll the status (about twice a second) until ``check`` holds; fail after timeout_s."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            status = self.status()
+            status = self.poll_status()
             if status is not None and check(status):
                 return status
             time.sleep(0.5)
@@ -194,7 +119,7 @@ def testbed_factory(images: None, tmp_path: Path) -> Iterator[Callable[..., Comp
     made: list[ComposeTestbed] = []
 
     def make(env: dict[str, str], override: str | None = None) -> ComposeTestbed:
-        bed = ComposeTestbed(env, override, tmp_path)
+        bed = ComposeTestbed(env=env, override=override, work_dir=tmp_path)
         made.append(bed)
         return bed
 
@@ -234,7 +159,7 @@ def test_twenty_node_containers_train_and_a_killed_node_rejoins(
     victim = "node07"
     victim_id = node_entry(status, victim)["id"]
     container = bed.container(victim)
-    _docker("kill", container)
+    docker("kill", container)
     status = bed.wait_for(f"{victim} reported down after docker kill",
                           lambda s: node_entry(s, victim)["status"] == "down", timeout_s=90)
     down_round = status["round"]
@@ -246,7 +171,7 @@ def test_twenty_node_containers_train_and_a_killed_node_rejoins(
     assert all(n["status"] == "up" for n in others), others
     assert node_entry(status, victim)["status"] == "down"
 
-    _docker("start", container)
+    docker("start", container)
     status = bed.wait_for(f"{victim} back up after docker start",
                           lambda s: node_entry(s, victim)["status"] == "up", timeout_s=120)
     rejoined = node_entry(status, victim)
@@ -284,17 +209,17 @@ def test_node_over_its_memory_limit_is_oom_killed_and_reported_down(
 
     def reported_down(s: dict[str, Any]) -> bool:
         entry = node_entry(s, "node03")
-        if entry is None and not exited_at and _state(container)["Status"] == "exited":
+        if entry is None and not exited_at and container_state(container)["Status"] == "exited":
             exited_at.append(time.monotonic())
         if entry is None and exited_at and time.monotonic() - exited_at[0] > 20:
             raise AssertionError(
-                f"node03 exited ({_state(container)}) without ever registering: the "
+                f"node03 exited ({container_state(container)}) without ever registering: the "
                 "ROCKNET_DEBUG_ALLOCATE_MB hook must allocate after the node's WELCOME"
             )
         return entry is not None and entry["status"] == "down"
 
     status = bed.wait_for("node03 registered, then reported down", reported_down, timeout_s=150)
-    state = _state(container)
+    state = container_state(container)
     assert state["OOMKilled"] is True, state
     assert state["Running"] is False and state["ExitCode"] == 137, state
     assert [node_entry(status, n)["status"] for n in ("node01", "node02")] == ["up", "up"]
