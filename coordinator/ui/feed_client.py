@@ -103,7 +103,7 @@ class FeedClient:
         # peer, and ZeroMQ drops that connection. Frames between max_bytes and that limit
         # are dropped (and counted) by decode() below instead.
         self.sock.setsockopt(zmq.MAXMSGSIZE, max(DEFAULT_MAX_BYTES, max_bytes))
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.subscribe()
         if curve is not None:
             curve(self.sock)
         self._events = self.sock.get_monitor_socket(
@@ -142,6 +142,15 @@ class FeedClient:
             self._drain_events(int(left * 1000) + 1)
         return True
 
+    def unsubscribe(self) -> None:
+        """Stop receiving: the publisher drops what it sends to this socket until
+        :meth:`subscribe` (how a slow or stalled subscriber loses rounds)."""
+        self.sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+
+    def subscribe(self) -> None:
+        """Receive everything again (the subscription is live at the publisher shortly after)."""
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+
     # ------------------------------------------------------------------ messages
     def receive(self, timeout_s: float, limit: int = 50_000) -> list[FeedMessage]:
         """Wait up to ``timeout_s`` for a frame, then take every queued one (at most ``limit``)."""
@@ -154,10 +163,13 @@ class FeedClient:
             except zmq.Again:
                 break
             try:
-                out.append(decode(raw, max_bytes=self.max_bytes, expect=(FeedRound, FeedEvent)))
+                msg = decode(raw, max_bytes=self.max_bytes, expect=(FeedRound, FeedEvent))
             except ProtocolError as exc:
                 self.dropped += 1
                 self.last_error = str(exc)
+                continue
+            if isinstance(msg, (FeedRound, FeedEvent)):  # what ``expect`` lets through
+                out.append(msg)
         return out
 
     def close(self) -> None:
