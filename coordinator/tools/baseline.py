@@ -17,13 +17,18 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from coordinator.tools.nn_baseline import BaselineError, nn_baseline_for_dataset, run_nn_baseline
+from coordinator.tools.nn_baseline import (
+    BaselineError,
+    nn_baseline_for_dataset,
+    run_nn_baseline,
+)
 from coordinator.tools.sweep_point import SweepOptions, SweepPoint, run_point
 
 log = logging.getLogger("rocknet.baseline")

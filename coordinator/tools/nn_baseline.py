@@ -54,7 +54,8 @@ def run_nn_baseline(
             cmd += ["--epochs", str(epochs)]
         if batch_size is not None:
             cmd += ["--batch-size", str(batch_size)]
-        proc = subprocess.run(cmd, env=node_env(), capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, env=node_env(), capture_output=True, text=True, timeout=timeout_s,
+                              check=False)  # its exit status is read below, with its stderr
         if proc.returncode != 0:
             raise BaselineError(f"the NN baseline failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return json.loads(out.read_text())

@@ -34,9 +34,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coordinator.tools.nn_baseline import nn_baseline_for_dataset
 from coordinator.tools.run_dir import read_run
@@ -149,8 +150,8 @@ def add_parser(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``rocknet sweep``; 0 on success, 2 for a bad argument, 3 when a run failed."""
-    from coordinator.service.server import RunAborted
     from coordinator.service.run_setup import SetupError
+    from coordinator.service.server import RunAborted
 
     logging.getLogger("rocknet").setLevel(logging.WARNING)
     try:

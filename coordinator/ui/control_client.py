@@ -7,7 +7,14 @@ from typing import Any
 
 import zmq
 
-from protocol.wire.frames import CONTROL_MAX_BYTES, Control, ControlReply, ProtocolError, decode, encode
+from protocol.wire.frames import (
+    CONTROL_MAX_BYTES,
+    Control,
+    ControlReply,
+    ProtocolError,
+    decode,
+    encode,
+)
 
 
 class ControlTimeout(RuntimeError):

@@ -10,13 +10,20 @@ any that are malformed, too large or of another protocol version. It only ever r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from protocol.wire.frames import DEFAULT_MAX_BYTES, FeedEvent, FeedRound, ProtocolError, decode
+from protocol.wire.frames import (
+    DEFAULT_MAX_BYTES,
+    FeedEvent,
+    FeedRound,
+    ProtocolError,
+    decode,
+)
 
 #: Largest feed frame the monitor decodes (a 1000-node round record is well under 1 MiB).
 FEED_MAX_BYTES = 4 * 2**20

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def run_standalone(name: str, add_parser: Callable[[Any], None], main: Callable[[argparse.Namespace], int],

@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,9 +38,9 @@ from coordinator.ui.monitor import (
     run_monitor,
     sparkline,
 )
-from protocol.wire.frames import FeedEvent, FeedRound, encode
 from protocol.air.loss import LossModel
 from protocol.air.topology import Topology
+from protocol.wire.frames import FeedEvent, FeedRound, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,7 +256,7 @@ class TestDashboard:
             assert re.search(rf"\b{d}\s+node-{d:02d}\s+up\s", text), f"node {d} missing"
         assert "fault link-down a=3 b=4 (from round 12)" in text  # event log
         assert "link 3↔4 DOWN" in text  # active faults
-        assert re.search(r"^│\s+3 │.*✗4", text, re.M)  # the cut link in the topology
+        assert re.search(r"^│\s+3 │.*✗4", text, re.MULTILINE)  # the cut link in the topology
         last = recs[-1]
         assert f"{last['train_accuracy']:.3f}" in text and f"{last['train_loss']:.4f}" in text
         assert f"round {last['round']}/{snap['rounds']}" in text
@@ -309,8 +310,8 @@ class Driver(threading.Thread):
 
     def __init__(self, ports: tuple[int, int, int] = (0, 0, 0), n: int = 4) -> None:
         super().__init__(daemon=True)
-        from coordinator.service.server import Coordinator, CoordinatorOptions
         from coordinator.service.run_setup import RunArgs, build_setup
+        from coordinator.service.server import Coordinator, CoordinatorOptions
 
         setup = build_setup(RunArgs(dataset="GunPoint", nodes=n, epochs=50))
         self.coord = Coordinator(setup, CoordinatorOptions(

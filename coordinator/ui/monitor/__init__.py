@@ -13,7 +13,12 @@ One concept a module:
 """
 
 from coordinator.ui.monitor.command import run_monitor
-from coordinator.ui.monitor.follow import CoordinatorGone, Follower, SnapshotRefused, take_snapshot
+from coordinator.ui.monitor.follow import (
+    CoordinatorGone,
+    Follower,
+    SnapshotRefused,
+    take_snapshot,
+)
 from coordinator.ui.monitor.history import History
 from coordinator.ui.monitor.links import LinkView, link_view
 from coordinator.ui.monitor.output import Output

@@ -12,12 +12,24 @@ reads: ``status`` requests and a subscription; it never changes the run.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from coordinator.ui.control_client import ControlClient, ControlTimeout
-from coordinator.ui.feed_client import CurveSetup, Endpoints, FeedClient, FeedMessage, feed_port_of
+from coordinator.ui.feed_client import (
+    CurveSetup,
+    Endpoints,
+    FeedClient,
+    FeedMessage,
+    feed_port_of,
+)
 from coordinator.ui.monitor.output import Output
-from coordinator.ui.monitor.state import PROBE_AFTER_S, Applied, EventEntry, MonitorState
+from coordinator.ui.monitor.state import (
+    PROBE_AFTER_S,
+    Applied,
+    EventEntry,
+    MonitorState,
+)
 from protocol.wire.frames import FeedRound
 
 #: Seconds the first snapshot is held back waiting for the feed to prove it is in sync.

@@ -13,8 +13,22 @@ from rich.table import Table
 from rich.text import Text
 
 from coordinator.ui.monitor.node_table import node_panel
-from coordinator.ui.monitor.state import DOWN, PROBE_AFTER_S, SILENT, UP, MonitorState, number
-from coordinator.ui.monitor.text import event_text, fault_lines, fmt, fmt_s, one_line, sparkline
+from coordinator.ui.monitor.state import (
+    DOWN,
+    PROBE_AFTER_S,
+    SILENT,
+    UP,
+    MonitorState,
+    number,
+)
+from coordinator.ui.monitor.text import (
+    event_text,
+    fault_lines,
+    fmt,
+    fmt_s,
+    one_line,
+    sparkline,
+)
 from coordinator.ui.monitor.topology_panel import topology_panel
 
 

@@ -5,7 +5,8 @@ Pure functions of what the feed says; :mod:`.render` arranges them into panels.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from rich.text import Text
