@@ -1,9 +1,7 @@
 """The on-device NN baseline next to RockNet: ``rocknet baseline``.
 
-The baseline itself (a tanh MLP trained on one device, its RAM ledger and MCU time model)
-lives in :mod:`node.offline.nn_baseline`; the coordinator never imports ``node``, so it runs it as a
-subprocess (``python -m node.offline.nn_baseline``) on the same int8 data the devices hold
-(:func:`coordinator.service.datasets.quantize_int8`) and reads its JSON.
+The baseline itself (a tanh MLP trained on one device) lives in :mod:`node.offline.nn_baseline`;
+:mod:`coordinator.tools.nn_baseline` trains it in a subprocess on the devices' int8 data.
 
 ``rocknet baseline --dataset GunPoint,ItalyPowerDemand,OSULeaf`` trains the baseline and runs
 the RockNet testbed at ``--nodes`` devices (default 20) on each dataset, and writes
@@ -18,110 +16,92 @@ import argparse
 import csv
 import json
 import logging
-import subprocess
 import sys
-import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coordinator.service.datasets import load_dataset, quantize_int8
+from coordinator.tools.nn_baseline import (
+    BaselineError,
+    nn_baseline_for_dataset,
+    run_nn_baseline,
+)
+from coordinator.tools.sweep_point import SweepOptions, SweepPoint, run_point
 
 log = logging.getLogger("rocknet.baseline")
 
 DEFAULT_DATASETS = ("GunPoint", "ItalyPowerDemand", "OSULeaf")
 
 
-class BaselineError(RuntimeError):
-    """The baseline subprocess failed; the message carries its error output."""
-
-
-def run_nn_baseline(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    n_classes: int,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    timeout_s: float = 3600.0,
-) -> dict[str, Any]:
-    """Train the baseline in ``python -m node.offline.nn_baseline`` on int8 series; returns its result.
-
-    ``epochs`` / ``batch_size`` None: the baseline's defaults (1000 epochs, batches of 16).
-    """
-    from coordinator.service.launch import node_env
-
-    with tempfile.TemporaryDirectory(prefix="rocknet-nn-") as tmp:
-        npz = Path(tmp) / "data.npz"
-        out = Path(tmp) / "result.json"
-        np.savez(npz, x_train=np.asarray(x_train, np.int8), y_train=np.asarray(y_train, np.int64),
-                 x_test=np.asarray(x_test, np.int8), y_test=np.asarray(y_test, np.int64),
-                 n_classes=np.asarray(n_classes))
-        cmd = [sys.executable, "-m", "node.offline.nn_baseline", "--npz", str(npz), "--out", str(out),
-               "--seed", str(seed)]
-        if epochs is not None:
-            cmd += ["--epochs", str(epochs)]
-        if batch_size is not None:
-            cmd += ["--batch-size", str(batch_size)]
-        proc = subprocess.run(cmd, env=node_env(), capture_output=True, text=True, timeout=timeout_s)
-        if proc.returncode != 0:
-            raise BaselineError(f"the NN baseline failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        return json.loads(out.read_text())
-
-
-def nn_baseline_for_dataset(
-    dataset: str,
-    data_dir: Path | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Load ``dataset`` as the testbed does (int8), train the baseline; adds ``"dataset"``."""
-    data = load_dataset(dataset, data_dir)
-    x_train, x_test = quantize_int8(data.x_train, data.x_test)
-    result = run_nn_baseline(x_train, data.y_train, x_test, data.y_test, data.n_classes,
-                             epochs=epochs, batch_size=batch_size, seed=seed)
-    result["dataset"] = data.name
-    return result
-
-
 # ----------------------------------------------------------------------------- comparison
 
 
-def comparison_row(nn: dict[str, Any], rock: dict[str, Any] | None) -> dict[str, Any]:
-    """One dataset: NN baseline next to RockNet (a :func:`coordinator.tools.sweep.analyze_run` row)."""
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One dataset: the NN baseline (one device, modeled CPU only) next to RockNet (the
+    testbed's per-device means over training rounds). The ``rocknet_*`` fields are None when
+    RockNet was not run (``--no-rocknet``)."""
+
+    dataset: str
+    nn_test_accuracy: float
+    nn_test_accuracy_best_epoch: float | None
+    nn_epochs: int
+    nn_ram_bytes: int
+    nn_train_sample_s: float
+    nn_train_sample_mj: float
+    nn_training_total_s: float
+    nn_training_total_mj: float
+    rocknet_nodes: int | None = None
+    rocknet_epochs: int | None = None
+    rocknet_test_accuracy: float | None = None
+    rocknet_ram_bytes: int | None = None
+    rocknet_round_s: float | None = None  # one training round, s
+    rocknet_train_sample_mj: float | None = None  # per device
+    rocknet_training_s: float | None = None  # the sum of its training rounds
+    accuracy_ratio: float | None = None  # RockNet / NN
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as ``baseline.csv`` holds it: without the RockNet columns if it did not run."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.rocknet_nodes is None:
+            out = {k: v for k, v in out.items() if not k.startswith("rocknet_") and k != "accuracy_ratio"}
+        return out
+
+
+def comparison_row(nn: dict[str, Any], rock: SweepPoint | None) -> ComparisonRow:
+    """One dataset from the baseline's result JSON and RockNet's sweep point (if it ran)."""
     t = nn["timing"]
-    row: dict[str, Any] = {
-        "dataset": nn["dataset"],
-        "nn_test_accuracy": nn["test_accuracy"],
-        "nn_test_accuracy_best_epoch": nn.get("test_accuracy_best_epoch"),
-        "nn_epochs": nn["config"]["epochs"],
-        "nn_ram_bytes": nn["ram"]["total_bytes"],
-        "nn_train_sample_s": t["train_sample_s"],
-        "nn_train_sample_mj": t["train_sample_mj"],
-        "nn_training_total_s": t["training_total_s"],
-        "nn_training_total_mj": t["training_total_mj"],
-    }
-    if rock is not None:
-        train_s = (rock["train_round_latency_s"] or 0.0) * rock["train_rounds"]
-        row.update({
-            "rocknet_nodes": rock["nodes"],
-            "rocknet_epochs": rock["epochs"],
-            "rocknet_test_accuracy": rock["test_accuracy"],
-            "rocknet_ram_bytes": rock["ram_bytes"],
-            "rocknet_round_s": rock["train_round_latency_s"],
-            "rocknet_train_sample_mj": rock["energy_per_train_sample_mj"],
-            "rocknet_training_s": train_s,
-            "accuracy_ratio": (rock["test_accuracy"] / nn["test_accuracy"]
-                               if rock["test_accuracy"] and nn["test_accuracy"] else None),
-        })
-    return row
+    row = ComparisonRow(
+        dataset=nn["dataset"],
+        nn_test_accuracy=nn["test_accuracy"],
+        nn_test_accuracy_best_epoch=nn.get("test_accuracy_best_epoch"),
+        nn_epochs=nn["config"]["epochs"],
+        nn_ram_bytes=nn["ram"]["total_bytes"],
+        nn_train_sample_s=t["train_sample_s"],
+        nn_train_sample_mj=t["train_sample_mj"],
+        nn_training_total_s=t["training_total_s"],
+        nn_training_total_mj=t["training_total_mj"],
+    )
+    if rock is None:
+        return row
+    return replace(
+        row,
+        rocknet_nodes=rock.nodes,
+        rocknet_epochs=rock.epochs,
+        rocknet_test_accuracy=rock.test_accuracy,
+        rocknet_ram_bytes=rock.ram_bytes,
+        rocknet_round_s=rock.train_round_latency_s,
+        rocknet_train_sample_mj=rock.energy_per_train_sample_mj,
+        rocknet_training_s=(rock.train_round_latency_s or 0.0) * rock.train_rounds,
+        accuracy_ratio=(rock.test_accuracy / nn["test_accuracy"]
+                        if rock.test_accuracy and nn["test_accuracy"] else None),
+    )
 
 
-def comparison_markdown(rows: list[dict[str, Any]]) -> str:
+def comparison_markdown(rows: Sequence[ComparisonRow]) -> str:
     """The comparison table: accuracy, RAM, latency and energy per training sample."""
     def f(x: Any, d: int, scale: float = 1.0) -> str:
         return "n/a" if x is None else f"{x * scale:.{d}f}"
@@ -134,17 +114,26 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {f(r['nn_test_accuracy'], 3)} | {f(r.get('rocknet_test_accuracy'), 3)} "
-            f"| {f(r.get('accuracy_ratio'), 2)}× | {f(r['nn_ram_bytes'], 1, 1 / 1024)} "
-            f"| {f(r.get('rocknet_ram_bytes'), 1, 1 / 1024)} | {f(r['nn_train_sample_s'], 2, 1e3)} "
-            f"| {f(r.get('rocknet_round_s'), 1, 1e3)} | {f(r['nn_train_sample_mj'], 4)} "
-            f"| {f(r.get('rocknet_train_sample_mj'), 3)} | {f(r['nn_training_total_s'], 1)} "
-            f"| {f(r.get('rocknet_training_s'), 1)} |"
+            f"| {r.dataset} | {f(r.nn_test_accuracy, 3)} | {f(r.rocknet_test_accuracy, 3)} "
+            f"| {f(r.accuracy_ratio, 2)}× | {f(r.nn_ram_bytes, 1, 1 / 1024)} "
+            f"| {f(r.rocknet_ram_bytes, 1, 1 / 1024)} | {f(r.nn_train_sample_s, 2, 1e3)} "
+            f"| {f(r.rocknet_round_s, 1, 1e3)} | {f(r.nn_train_sample_mj, 4)} "
+            f"| {f(r.rocknet_train_sample_mj, 3)} | {f(r.nn_training_total_s, 1)} "
+            f"| {f(r.rocknet_training_s, 1)} |"
         )
     return "\n".join(lines)
 
 
-def plot_comparison(rows: list[dict[str, Any]], path: Path) -> Path:
+@dataclass(frozen=True)
+class ComparisonResult:
+    """What :func:`run_comparison` measured and wrote."""
+
+    rows: tuple[ComparisonRow, ...]
+    table: str  # the Markdown table
+    files: tuple[Path, ...]
+
+
+def plot_comparison(rows: Sequence[ComparisonRow], path: Path) -> Path:
     """Grouped bars: test accuracy of the NN baseline and of RockNet per dataset."""
     import matplotlib
 
@@ -153,15 +142,15 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path) -> Path:
 
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(rows)), 4))
-    nn = [r["nn_test_accuracy"] for r in rows]
-    rock = [r.get("rocknet_test_accuracy") or 0.0 for r in rows]
+    nn = [r.nn_test_accuracy for r in rows]
+    rock = [r.rocknet_test_accuracy or 0.0 for r in rows]
     ax.bar(x - 0.2, nn, 0.4, label="on-device NN (1 device)")
-    nodes = rows[0].get("rocknet_nodes")
+    nodes = rows[0].rocknet_nodes
     ax.bar(x + 0.2, rock, 0.4, label=f"RockNet ({nodes} devices)" if nodes else "RockNet")
     for xi, a, b in zip(x, nn, rock):
         ax.text(xi - 0.2, a + 0.01, f"{a:.2f}", ha="center", fontsize=8)
         ax.text(xi + 0.2, b + 0.01, f"{b:.2f}", ha="center", fontsize=8)
-    ax.set_xticks(x, [r["dataset"] for r in rows])
+    ax.set_xticks(x, [r.dataset for r in rows])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("test accuracy")
     ax.set_title("RockNet vs on-device NN training")
@@ -181,11 +170,9 @@ def run_comparison(
     rocknet: bool = True,
     data_dir: Path | None = None,
     reuse: bool = False,
-    echo: Any = None,
-) -> dict[str, Any]:
+    echo: Callable[[str], None] | None = None,
+) -> ComparisonResult:
     """Baseline (and RockNet at ``nodes`` devices) per dataset; writes the table and plot."""
-    from coordinator.tools.sweep import SweepOptions, run_point
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, raw = [], {}
@@ -201,27 +188,28 @@ def run_comparison(
                                 baseline=False, reuse=reuse)
             # The same place as `rocknet sweep --out OUT/<dataset>` puts its runs: --reuse shares them.
             rock = run_point(opts, nodes, out / name / "runs" / f"N{nodes:02d}")
-        raw[name] = {"nn": nn, "rocknet": rock}
+        raw[name] = {"nn": nn, "rocknet": None if rock is None else rock.as_dict()}
         rows.append(comparison_row(nn, rock))
     (out / "baseline.json").write_text(json.dumps(raw, indent=2))
     with (out / "baseline.csv").open("w", newline="") as fh:
-        keys = list(dict.fromkeys(k for r in rows for k in r))
+        plain = [r.as_dict() for r in rows]
+        keys = list(dict.fromkeys(k for r in plain for k in r))
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(plain)
     png = plot_comparison(rows, out / "baseline_accuracy.png")
     table = comparison_markdown(rows)
     (out / "baseline.md").write_text(
         "# RockNet vs the on-device NN baseline\n\n"
         "NN: tanh MLP, 10 hidden layers of 17 neurons, Adam lr 1e-3, trained from scratch on one "
-        f"device for {rows[0]['nn_epochs']} epochs on the same int8 series (scaled to [-1, 1]); "
+        f"device for {rows[0].nn_epochs} epochs on the same int8 series (scaled to [-1, 1]); "
         "final-epoch test accuracy; its latency and energy are modeled "
         "CPU time on a Cortex-M4F at 64 MHz (no radio). RockNet: the testbed's measurements, "
         "per device, mean over the training rounds. Training time: NN, all its epochs; RockNet, the sum "
         "of its training rounds (calibration and evaluation rounds not counted).\n\n"
         f"{table}\n\n![accuracy]({png.name})\n"
     )
-    return {"rows": rows, "table": table, "files": [out / "baseline.csv", out / "baseline.md", png]}
+    return ComparisonResult(tuple(rows), table, (out / "baseline.csv", out / "baseline.md", png))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -263,8 +251,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"rocknet baseline: a run was aborted: {exc}", file=sys.stderr)
         return 3
     print()
-    print(result["table"])
-    print(f"\nwritten: {', '.join(str(f) for f in result['files'])}")
+    print(result.table)
+    print(f"\nwritten: {', '.join(str(f) for f in result.files)}")
     return 0
 
 
@@ -274,8 +262,8 @@ def _standalone(argv: list[str] | None = None) -> int:
     return run_standalone("baseline", add_parser, main, argv)
 
 
-__all__ = ["BaselineError", "add_parser", "comparison_markdown", "comparison_row", "main",
-           "nn_baseline_for_dataset", "run_comparison", "run_nn_baseline"]
+__all__ = ["BaselineError", "ComparisonResult", "ComparisonRow", "add_parser", "comparison_markdown",
+           "comparison_row", "main", "nn_baseline_for_dataset", "run_comparison", "run_nn_baseline"]
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -26,9 +26,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from coordinator.engine.accuracy import fmt_bytes
 
@@ -139,8 +140,8 @@ def main(args: argparse.Namespace) -> int:
 def run_comparison(options: CompareOptions) -> list[dict[str, Any]]:
     """Run every mode of ``options`` (real node processes) and write the table and plot."""
     from coordinator.service.launch import LaunchOptions, run_testbed
-    from coordinator.service.server import CoordinatorOptions, RunAborted
     from coordinator.service.run_setup import RunArgs
+    from coordinator.service.server import CoordinatorOptions, RunAborted
 
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from coordinator.tools.sweep import read_run
+from coordinator.tools.run_dir import read_run
 
 FIGURES = {
     "accuracy_loss.png": "Train and eval accuracy and loss against epochs",

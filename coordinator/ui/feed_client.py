@@ -10,8 +10,9 @@ any that are malformed, too large or of another protocol version. It only ever r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -134,6 +135,15 @@ class FeedClient:
             self._drain_events(int(left * 1000) + 1)
         return True
 
+    def unsubscribe(self) -> None:
+        """Stop receiving: the publisher drops what it sends to this socket until
+        :meth:`subscribe` (how a slow or stalled subscriber loses rounds)."""
+        self.sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+
+    def subscribe(self) -> None:
+        """Receive everything again (the subscription is live at the publisher shortly after)."""
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+
     # ------------------------------------------------------------------ messages
     def receive(self, timeout_s: float, limit: int = 50_000) -> list[FeedMessage]:
         """Wait up to ``timeout_s`` for a frame, then take every queued one (at most ``limit``)."""
@@ -146,10 +156,13 @@ class FeedClient:
             except zmq.Again:
                 break
             try:
-                out.append(decode(raw, max_bytes=self.max_bytes, expect=(FeedRound, FeedEvent)))
+                msg = decode(raw, max_bytes=self.max_bytes, expect=(FeedRound, FeedEvent))
             except ProtocolError as exc:
                 self.dropped += 1
                 self.last_error = str(exc)
+                continue
+            if isinstance(msg, (FeedRound, FeedEvent)):  # what ``expect`` lets through
+                out.append(msg)
         return out
 
     def close(self) -> None:

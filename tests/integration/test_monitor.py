@@ -1,4 +1,4 @@
-"""The live monitor (coordinator/ui/monitor.py, coordinator/ui/feed_client.py).
+"""The live monitor (coordinator/ui/monitor/, coordinator/ui/feed_client.py).
 
 Grouped by concept: the state that folds a snapshot and the feed (pure), the dashboard
 rendered to text (pure), and attaching to a real :class:`~coordinator.service.server.Coordinator`
@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,9 +38,9 @@ from coordinator.ui.monitor import (
     run_monitor,
     sparkline,
 )
-from protocol.wire.frames import FeedEvent, FeedRound, encode
 from protocol.air.loss import LossModel
 from protocol.air.topology import Topology
+from protocol.wire.frames import FeedEvent, FeedRound, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,7 +256,7 @@ class TestDashboard:
             assert re.search(rf"\b{d}\s+node-{d:02d}\s+up\s", text), f"node {d} missing"
         assert "fault link-down a=3 b=4 (from round 12)" in text  # event log
         assert "link 3↔4 DOWN" in text  # active faults
-        assert re.search(r"^│\s+3 │.*✗4", text, re.M)  # the cut link in the topology
+        assert re.search(r"^│\s+3 │.*✗4", text, re.MULTILINE)  # the cut link in the topology
         last = recs[-1]
         assert f"{last['train_accuracy']:.3f}" in text and f"{last['train_loss']:.4f}" in text
         assert f"round {last['round']}/{snap['rounds']}" in text
@@ -280,9 +281,9 @@ class TestDashboard:
 
     def test_pages_cycle_through_healthy_nodes(self) -> None:
         snap, recs = synthetic_run(60, 3)
+        for rec in recs:  # every node healthy: none is pinned, all of them page
+            rec["decoded_ratio"] = [1.0] * 60
         state = folded(snap, recs)
-        for row in state.nodes.values():
-            row.decode_ratio = 1.0
         seen: set[int] = set()
         for page in range(12):
             text = text_of(state, View(width=100, height=40, page=page))
@@ -309,8 +310,8 @@ class Driver(threading.Thread):
 
     def __init__(self, ports: tuple[int, int, int] = (0, 0, 0), n: int = 4) -> None:
         super().__init__(daemon=True)
-        from coordinator.service.server import Coordinator, CoordinatorOptions
         from coordinator.service.run_setup import RunArgs, build_setup
+        from coordinator.service.server import Coordinator, CoordinatorOptions
 
         setup = build_setup(RunArgs(dataset="GunPoint", nodes=n, epochs=50))
         self.coord = Coordinator(setup, CoordinatorOptions(
@@ -406,8 +407,6 @@ class TestAttach:
             follower.close()
 
     def test_a_gap_in_the_feed_resyncs_from_a_fresh_snapshot(self, driver: Driver) -> None:
-        import zmq
-
         from coordinator.ui.feed_client import Endpoints
         from coordinator.ui.monitor import Follower
 
@@ -416,13 +415,13 @@ class TestAttach:
         try:
             outputs = follower.attach(wait_s=10)
             # Stop listening for a while: the publisher drops what it sends meanwhile.
-            follower.feed.sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+            follower.feed.unsubscribe()
             outputs += follower.poll(0.3)
             target = driver.published + 50
             deadline = time.monotonic() + 20
             while driver.published < target and time.monotonic() < deadline:
                 follower.feed.receive(0.05)  # whatever was in flight: thrown away
-            follower.feed.sock.setsockopt(zmq.SUBSCRIBE, b"")
+            follower.feed.subscribe()
             while follower.state.resyncs == 0 and time.monotonic() < deadline:
                 outputs += follower.poll(0.1)
             for _ in range(5):
@@ -474,6 +473,16 @@ class TestAttach:
         assert run_monitor(args, out=out, err=err) == 4
         assert "waiting for coordinator at tcp://127.0.0.1:" in err.getvalue()
         assert out.getvalue() == ""
+
+    def test_python_dash_m_runs_the_monitor_command(self) -> None:
+        port = free_port()
+        proc = subprocess.run(
+            [sys.executable, "-m", "coordinator.ui.monitor", "--jsonl", "--wait", "0.5",
+             "--control-port", str(port), "--feed-port", str(free_port())],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 4, proc.stderr
+        assert f"waiting for coordinator at tcp://127.0.0.1:{port}" in proc.stderr
+        assert "no coordinator answered" in proc.stderr and proc.stdout == ""
 
     def test_monitor_started_before_the_run_waits_for_it(self) -> None:
         ports = (free_port(), free_port(), free_port())

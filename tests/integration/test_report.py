@@ -9,10 +9,16 @@ import pytest
 
 from coordinator.service.scenario import load_scenario
 from coordinator.service.launch import LaunchOptions, run_testbed
-from coordinator.tools.report import FIGURES, epoch_curves, main, make_report, round_start_times
-from coordinator.service.server import CoordinatorOptions
 from coordinator.service.run_setup import RunArgs
-from coordinator.tools.sweep import read_run
+from coordinator.service.server import CoordinatorOptions
+from coordinator.tools.report import (
+    FIGURES,
+    epoch_curves,
+    main,
+    make_report,
+    round_start_times,
+)
+from coordinator.tools.run_dir import read_run
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 

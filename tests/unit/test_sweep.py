@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 
 from coordinator.service.datasets import load_dataset
-from coordinator.tools.sweep import SweepOptions, read_run, run_sweep
+from coordinator.tools.run_dir import read_run
+from coordinator.tools.sweep import SweepOptions, run_sweep
 from node.mcu.memory import ledger
 from protocol.config.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
 NODES = (1, 2, 5)
+CSV_COLUMNS = [
+    "dataset", "nodes", "epochs", "optimizer", "features_total", "kernels_per_device",
+    "features_per_device", "ram_bytes", "ram_kib", "ram_budget_bytes", "fits",
+    "rounds", "train_rounds", "virtual_time_s", "round_latency_s", "train_round_latency_s",
+    "train_round_compute_s", "train_round_comm_s", "train_round_slots",
+    "energy_per_train_sample_mj", "energy_per_train_sample_mj_max", "cpu_energy_per_train_sample_mj",
+    "energy_run_mj_mean",
+    "cpu_mj_mean", "tx_mj_mean", "rx_mj_mean", "low_power_mj_mean", "radio_on_s_mean",
+    "test_accuracy", "centralized_test_accuracy", "packet_loss_ratio", "wall_time_s", "phase",
+]
 MODEL = ModelConfig(num_features=2000, epochs=1)
 
 
@@ -34,7 +45,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     opts = SweepOptions(dataset="GunPoint", out_dir=out, nodes=NODES, epochs=1, num_features=2000,
                         baseline=False, ram_budget_bytes=(n1 + n2) // 2)
     result = run_sweep(opts)
-    return {"out": out, "rows": result["rows"], "files": result["files"]}
+    return {"out": out, "rows": result.rows, "files": result.files}
 
 
 def test_sweep_writes_table_and_plots(sweep: dict) -> None:
@@ -48,6 +59,9 @@ def test_sweep_writes_table_and_plots(sweep: dict) -> None:
     with (out / "sweep.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["nodes"]) for r in rows] == list(NODES)
+    assert list(rows[0]) == CSV_COLUMNS  # the file's format, as it has always been
+    saved = json.loads((out / "sweep.json").read_text())
+    assert [list(r) for r in saved["rows"]] == [CSV_COLUMNS] * len(NODES)
     md = (out / "sweep.md").read_text()
     for png in ("sweep_ram.png", "sweep_latency.png", "sweep_energy.png", "sweep_accuracy.png"):
         assert f"({png})" in md
@@ -60,7 +74,7 @@ def test_per_device_ram_decreases_with_n_exactly_as_the_ledger_says(sweep: dict)
     length, classes = gunpoint_shape()
     rows = sweep["rows"]
     expected = [ledger(MODEL, n, length, classes).total_bytes for n in NODES]
-    assert [r["ram_bytes"] for r in rows] == expected
+    assert [r.ram_bytes for r in rows] == expected
     assert all(a > b for a, b in zip(expected, expected[1:]))
     # Every device of every run reports its own ledger.
     for n in NODES:
@@ -70,10 +84,10 @@ def test_per_device_ram_decreases_with_n_exactly_as_the_ledger_says(sweep: dict)
 
 
 def test_a_configuration_over_budget_is_flagged_but_still_measured(sweep: dict) -> None:
-    rows = {r["nodes"]: r for r in sweep["rows"]}
-    assert not rows[1]["fits"] and rows[2]["fits"] and rows[5]["fits"]
-    assert rows[1]["phase"] == "finished" and rows[1]["test_accuracy"] is not None
-    assert rows[1]["energy_per_train_sample_mj"] > 0
+    rows = {r.nodes: r for r in sweep["rows"]}
+    assert not rows[1].fits and rows[2].fits and rows[5].fits
+    assert rows[1].phase == "finished" and rows[1].test_accuracy is not None
+    assert rows[1].energy_per_train_sample_mj > 0
     md = (sweep["out"] / "sweep.md").read_text()
     n1_line = next(line for line in md.splitlines() if line.startswith("| 1 |"))
     assert "does not fit" in n1_line
@@ -83,11 +97,11 @@ def test_a_configuration_over_budget_is_flagged_but_still_measured(sweep: dict) 
 def test_latency_splits_into_compute_and_communication(sweep: dict) -> None:
     rows = sweep["rows"]
     for r in rows:
-        assert r["train_round_comm_s"] > 0 and r["train_round_compute_s"] > 0
-        assert r["train_round_latency_s"] == pytest.approx(r["train_round_compute_s"] + r["train_round_comm_s"])
-        assert r["round_latency_s"] == pytest.approx(r["virtual_time_s"] / r["rounds"])
+        assert r.train_round_comm_s > 0 and r.train_round_compute_s > 0
+        assert r.train_round_latency_s == pytest.approx(r.train_round_compute_s + r.train_round_comm_s)
+        assert r.round_latency_s == pytest.approx(r.virtual_time_s / r.rounds)
     # The compute window is the largest device's work: it shrinks with its kernel count.
-    computes = [r["train_round_compute_s"] for r in rows]
+    computes = [r.train_round_compute_s for r in rows]
     assert all(a > b for a, b in zip(computes, computes[1:]))
 
 
@@ -101,10 +115,32 @@ def test_energy_per_round_increments_add_up_to_the_run_totals(sweep: dict) -> No
         for node in summary["per_node"]:
             assert last[node["id"]] == pytest.approx(node["energy_mj"], abs=1e-5)
     for row in sweep["rows"]:
-        assert 0 < row["energy_per_train_sample_mj"] <= row["energy_per_train_sample_mj_max"]
+        assert 0 < row.energy_per_train_sample_mj <= row.energy_per_train_sample_mj_max
         # The CPU share (3 V x 3.71 mA over the compute window) is part of the largest device's.
-        assert row["cpu_energy_per_train_sample_mj"] == pytest.approx(row["train_round_compute_s"] * 3.0 * 3.71)
-        assert row["cpu_energy_per_train_sample_mj"] < row["energy_per_train_sample_mj_max"]
+        assert row.cpu_energy_per_train_sample_mj == pytest.approx(row.train_round_compute_s * 3.0 * 3.71)
+        assert row.cpu_energy_per_train_sample_mj < row.energy_per_train_sample_mj_max
     row = sweep["rows"][-1]
     saved = json.loads((sweep["out"] / "sweep.json").read_text())
-    assert saved["rows"][-1]["energy_per_train_sample_mj"] == pytest.approx(row["energy_per_train_sample_mj"])
+    assert saved["rows"][-1]["energy_per_train_sample_mj"] == pytest.approx(row.energy_per_train_sample_mj)
+
+
+def test_baseline_comparison_row_next_to_a_sweep_point(sweep: dict) -> None:
+    from coordinator.tools.baseline import comparison_markdown, comparison_row
+
+    nn = {"dataset": "GunPoint", "test_accuracy": 0.8, "config": {"epochs": 3},
+          "ram": {"total_bytes": 2048}, "timing": {"train_sample_s": 0.001, "train_sample_mj": 0.01,
+                                                   "training_total_s": 5.0, "training_total_mj": 50.0}}
+    alone = comparison_row(nn, None).as_dict()
+    assert list(alone) == ["dataset", "nn_test_accuracy", "nn_test_accuracy_best_epoch", "nn_epochs",
+                           "nn_ram_bytes", "nn_train_sample_s", "nn_train_sample_mj",
+                           "nn_training_total_s", "nn_training_total_mj"]  # baseline.csv, --no-rocknet
+    point = sweep["rows"][-1]
+    row = comparison_row(nn, point)
+    assert list(row.as_dict())[len(alone):] == [
+        "rocknet_nodes", "rocknet_epochs", "rocknet_test_accuracy", "rocknet_ram_bytes",
+        "rocknet_round_s", "rocknet_train_sample_mj", "rocknet_training_s", "accuracy_ratio"]
+    assert row.rocknet_nodes == 5 and row.rocknet_ram_bytes == point.ram_bytes
+    assert row.accuracy_ratio == pytest.approx(point.test_accuracy / 0.8)
+    assert row.rocknet_training_s == pytest.approx(point.train_round_latency_s * point.train_rounds)
+    table = comparison_markdown([comparison_row(nn, None), row])
+    assert "| GunPoint | 0.800 | n/a | n/a× |" in table
