@@ -22,7 +22,7 @@ import numpy as np
 from protocol.files import arrays_digest
 
 if TYPE_CHECKING:
-    from node.device.rocknet import Device
+    from node.device.base import DeviceBase as Device
 
 FORMAT = "rocknet-node-checkpoint/1"
 
@@ -138,7 +138,7 @@ def load_checkpoint(path: Path, device: Device) -> None:
     device.processed_item = int(meta["processed_item"])
     device.steps_taken = int(meta["steps_taken"])
     device._scaler_done = bool(meta["scaler_done"])
-    from node.device.rocknet import PassMetrics
+    from node.device.base import PassMetrics
 
     device.passes = [
         PassMetrics(kind=p["kind"], epoch=p["epoch"], correct=p["correct"], total=p["total"],
