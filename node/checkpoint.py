@@ -70,7 +70,7 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

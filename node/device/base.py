@@ -23,6 +23,7 @@ from protocol.config.model import fit_dilations
 from protocol.config.run import RunConfig
 from protocol.stream.modes import kernels_held, stream_for
 from protocol.stream.schedule import KIND_EVAL
+from protocol.wire.frames import Round, Rx
 from protocol.wire.stats import FinalMetrics, PassKind, PassRecord, TxStats
 
 __all__ = ["DeviceBase", "DeviceData", "ExchangeStats", "PassMetrics", "score"]
@@ -163,6 +164,19 @@ class DeviceBase(ABC):
     @abstractmethod
     def _model_sample_s(self) -> float:
         """Modeled MCU seconds per sample, as reported to the coordinator."""
+
+    # ---------------------------------------------------------------- one exchange
+    @abstractmethod
+    def tx_payload(self, msg: Round) -> dict[str, np.ndarray]:
+        """The TX fields (besides exchange, device, stats) this device sends for ``msg``."""
+
+    @abstractmethod
+    def on_rx(self, msg: Round, rx: Rx) -> None:
+        """Consume what the air delivered for the exchange of ``msg``."""
+
+    @abstractmethod
+    def on_silent(self, msg: Round) -> None:
+        """The exchange of ``msg`` went by without this device (it heard nothing)."""
 
     # ---------------------------------------------------------------- own samples
     def owns(self, item: int) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import SupportsInt, cast
 
 import numpy as np
 
@@ -247,7 +248,8 @@ class DataParallelDevice(DeviceBase):
         parts = [self._parse_statistics(messages[d]) for d in sorted(messages)]
         if not parts:  # nothing arrived, not even our own message: use what we have
             state = self.scaler.state_dict()
-            parts = [(int(state["count"]), state["welford_mean"], state["welford_m2"])]
+            parts = [(int(cast(SupportsInt, state["count"])), cast(np.ndarray, state["welford_mean"]),
+                      cast(np.ndarray, state["welford_m2"]))]
         count, mean, m2 = merge_statistics(parts)
         if count > 0:
             state = self.scaler.state_dict()

@@ -74,9 +74,18 @@ class RoundTables:
         return int(self.series_item.shape[0])
 
 
+_ROUND_TABLES = ("series_item", "logits_item", "grad_item", "step_item", "kind")
+
+
 def _empty_round_tables(n_rounds: int) -> dict[str, np.ndarray]:
-    return {name: np.full(n_rounds, NONE, dtype=np.int64)
-            for name in ("series_item", "logits_item", "grad_item", "step_item", "kind")}
+    return {name: np.full(n_rounds, NONE, dtype=np.int64) for name in _ROUND_TABLES}
+
+
+def _round_tables(series_round: np.ndarray, t: dict[str, np.ndarray],
+                  syncs: tuple[Sync, ...] = ()) -> RoundTables:
+    return RoundTables(series_round=series_round, series_item=t["series_item"],
+                       logits_item=t["logits_item"], grad_item=t["grad_item"],
+                       step_item=t["step_item"], kind=t["kind"], syncs=syncs)
 
 
 class ModeLayout(ABC):
@@ -131,7 +140,7 @@ class PerItemLayout(ModeLayout):
         for table in ("grad_item", "logits_item", "series_item"):
             carried = t[table] >= 0
             t["kind"][carried] = kind[t[table][carried]]
-        return RoundTables(series_round=rounds, **t)
+        return _round_tables(rounds, t)
 
     def round_packets(self, stream: Stream, round_no: int, series_length: int, n_classes: int,
                       initiator: int) -> RoundPackets:
@@ -218,8 +227,7 @@ class DataParallelLayout(ModeLayout):
             t["kind"][sync.first_round:sync.stop_round] = sync.kind
             if sync.kind == KIND_TRAIN:
                 t["step_item"][sync.stop_round - 1] = sync.local_to - 1
-        return RoundTables(series_round=np.full(items.n_items, NONE, dtype=np.int64),
-                           syncs=syncs, **t)
+        return _round_tables(np.full(items.n_items, NONE, dtype=np.int64), t, syncs)
 
     @staticmethod
     def _syncs(items: StreamItems, sync_bytes: tuple[int, int]) -> tuple[Sync, ...]:
