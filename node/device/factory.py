@@ -12,7 +12,7 @@ from protocol.config.run import RunConfig
 from protocol.device import DeviceStateMachine
 from protocol.stream.modes import TrainingMode, check_mode
 
-__all__ = ["AnyDevice", "DEVICE_CLASSES", "make_device"]
+__all__ = ["DEVICE_CLASSES", "AnyDevice", "make_device"]
 
 #: The device class of every training mode.
 DEVICE_CLASSES: dict[TrainingMode, type[DeviceBase]] = {

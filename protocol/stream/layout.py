@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from protocol.stream.packets import (
-    DP_MAX_PACKETS_PER_ROUND, PRIVATE_SERIES_HEADER_BYTES, SERIES_HEADER_BYTES, RoundPackets, Sync,
+    DP_MAX_PACKETS_PER_ROUND,
+    PRIVATE_SERIES_HEADER_BYTES,
+    SERIES_HEADER_BYTES,
+    RoundPackets,
+    Sync,
     packets_for,
 )
 from protocol.stream.training_mode import TrainingMode
@@ -27,8 +31,16 @@ if TYPE_CHECKING:
     from protocol.stream.schedule import Stream
 
 __all__ = [
-    "DataParallelLayout", "KIND_CALIB", "KIND_EVAL", "KIND_TRAIN", "LAYOUTS", "ModeLayout",
-    "PrivateLabelsLayout", "RocknetLayout", "RoundTables", "StreamItems",
+    "KIND_CALIB",
+    "KIND_EVAL",
+    "KIND_TRAIN",
+    "LAYOUTS",
+    "DataParallelLayout",
+    "ModeLayout",
+    "PrivateLabelsLayout",
+    "RocknetLayout",
+    "RoundTables",
+    "StreamItems",
 ]
 
 KIND_CALIB = 0

@@ -14,7 +14,13 @@ the same :class:`~protocol.config.run.RunConfig` and get the same rounds.
 
 from __future__ import annotations
 
-from protocol.config.model import N_KERNELS, ModelConfig, fit_dilations, kernel_ranges, n_features_total
+from protocol.config.model import (
+    N_KERNELS,
+    ModelConfig,
+    fit_dilations,
+    kernel_ranges,
+    n_features_total,
+)
 from protocol.config.run import RunConfig
 from protocol.stream.schedule import Stream, build_stream
 from protocol.stream.training_mode import MODES, TrainingMode

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "DP_MAX_PACKETS_PER_ROUND", "PACKET_PAYLOAD_BYTES", "PRIVATE_SERIES_HEADER_BYTES",
-    "RoundPackets", "SERIES_HEADER_BYTES", "Sync", "packets_for",
+    "DP_MAX_PACKETS_PER_ROUND",
+    "PACKET_PAYLOAD_BYTES",
+    "PRIVATE_SERIES_HEADER_BYTES",
+    "SERIES_HEADER_BYTES",
+    "RoundPackets",
+    "Sync",
+    "packets_for",
 ]
 
 #: Bytes of application payload per radio packet (the paper splits messages into 100 B).

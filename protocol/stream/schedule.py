@@ -44,19 +44,45 @@ from functools import cached_property
 import numpy as np
 
 from protocol.stream.layout import (
-    KIND_CALIB, KIND_EVAL, KIND_TRAIN, LAYOUTS, ModeLayout, RoundTables, StreamItems,
+    KIND_CALIB,
+    KIND_EVAL,
+    KIND_TRAIN,
+    LAYOUTS,
+    ModeLayout,
+    RoundTables,
+    StreamItems,
 )
 from protocol.stream.packets import (
-    DP_MAX_PACKETS_PER_ROUND, PACKET_PAYLOAD_BYTES, PRIVATE_SERIES_HEADER_BYTES, SERIES_HEADER_BYTES,
-    RoundPackets, Sync, packets_for,
+    DP_MAX_PACKETS_PER_ROUND,
+    PACKET_PAYLOAD_BYTES,
+    PRIVATE_SERIES_HEADER_BYTES,
+    SERIES_HEADER_BYTES,
+    RoundPackets,
+    Sync,
+    packets_for,
 )
 from protocol.stream.training_mode import MODES, TrainingMode
 
 __all__ = [
-    "DP_MAX_PACKETS_PER_ROUND", "KIND_CALIB", "KIND_EVAL", "KIND_TRAIN", "MODES",
-    "MODE_DATA_PARALLEL", "MODE_PRIVATE_LABELS", "MODE_ROCKNET", "PACKET_PAYLOAD_BYTES",
-    "PRIVATE_SERIES_HEADER_BYTES", "RoundPackets", "SERIES_HEADER_BYTES", "ScheduleConfig",
-    "Stream", "Sync", "build_stream", "contiguous_split", "packets_for", "round_packets",
+    "DP_MAX_PACKETS_PER_ROUND",
+    "KIND_CALIB",
+    "KIND_EVAL",
+    "KIND_TRAIN",
+    "MODES",
+    "MODE_DATA_PARALLEL",
+    "MODE_PRIVATE_LABELS",
+    "MODE_ROCKNET",
+    "PACKET_PAYLOAD_BYTES",
+    "PRIVATE_SERIES_HEADER_BYTES",
+    "SERIES_HEADER_BYTES",
+    "RoundPackets",
+    "ScheduleConfig",
+    "Stream",
+    "Sync",
+    "build_stream",
+    "contiguous_split",
+    "packets_for",
+    "round_packets",
 ]
 
 # The modes as constants (coordinator code compares ``config.mode`` with them).
@@ -125,12 +151,28 @@ class Stream:
     epoch: np.ndarray  # int32 [n_items]: -1 for calibration
     step_after: np.ndarray  # bool [n_items]: optimizer step once this item's logits are in
     batches: tuple[tuple[int, int], ...]  # item ranges [a, b) that never mix kinds
-    mode: TrainingMode
-    rounds: RoundTables
+    mode: TrainingMode = TrainingMode.ROCKNET
+    #: None: laid out from the items by the mode's layout (data-parallel needs
+    #: :func:`build_stream` and its sync sizes).
+    round_tables: RoundTables | None = None
+
+    def __post_init__(self) -> None:
+        # frozen: fields are set once here, through object.__setattr__.
+        object.__setattr__(self, "mode", TrainingMode(self.mode))
+        if self.round_tables is None:
+            items = StreamItems(kind=self.kind, step_after=self.step_after, batches=self.batches,
+                                n_devices=self.config.n_devices, calibrate=self.config.calibrate)
+            object.__setattr__(self, "round_tables", self.layout.lay_out(items, None))
 
     @property
     def layout(self) -> ModeLayout:
         return LAYOUTS[self.mode]
+
+    @property
+    def rounds(self) -> RoundTables:
+        """Where everything travels (:class:`~protocol.stream.layout.RoundTables`)."""
+        assert self.round_tables is not None  # set by __post_init__
+        return self.round_tables
 
     @property
     def n_items(self) -> int:
@@ -307,7 +349,7 @@ def build_stream(
         step_after=step_after,
         batches=batch_ranges,
         mode=layout.mode,
-        rounds=layout.lay_out(items, sync_bytes),
+        round_tables=layout.lay_out(items, sync_bytes),
     )
 
 
