@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from node.device.factory import AnyDevice, make_device
 from node.device.rocknet import DeviceData
 from node.mcu.memory import RamBudgetExceeded
 from protocol.config.run import RunConfig
+from protocol.stream.modes import TrainingMode
 from protocol.wire.frames import Error, Final, Heartbeat, Hello, Message, Round, Rx, Stop, Tx, Welcome
 
 log = logging.getLogger("rocknet.node")
@@ -134,10 +135,9 @@ class NodeAgent:
         self.last_exchange = msg.exchange
         self.rounds = {msg.exchange: msg}
         fields = device.tx_payload(msg)
-        stats = device.take_stats()
-        stats["bad_frames"] = self.bad_frames
-        stats["stale_frames"] = self.stale_frames
-        return [Tx(exchange=msg.exchange, device=device.device, stats=stats, **fields)]
+        stats = replace(device.take_tx_stats(), bad_frames=self.bad_frames,
+                        stale_frames=self.stale_frames)
+        return [Tx(exchange=msg.exchange, device=device.device, stats=stats.to_wire(), **fields)]
 
     def _on_rx(self, msg: Rx) -> None:
         device = self.device
@@ -146,7 +146,8 @@ class NodeAgent:
             self.stale_frames += 1
             return
         cfg = device.config
-        lowest = -1 if cfg.mode == "private-labels" else 0  # private labels: no label travels (-1)
+        # private labels: no label travels (-1)
+        lowest = -1 if cfg.mode == TrainingMode.PRIVATE_LABELS else 0
         if (msg.series.shape[1] != cfg.series_length
                 or msg.logits.shape[1:] != (cfg.n_devices, cfg.n_classes)
                 or (len(msg.labels) and not lowest <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
@@ -167,11 +168,9 @@ class NodeAgent:
         if device is None:
             return []
         weights, bias = device.weights()
-        stats = device.final_metrics()
-        stats["ram_bytes"] = device.ledger.total_bytes
-        stats["bad_frames"] = self.bad_frames
-        stats["stale_frames"] = self.stale_frames
-        return [Final(device=device.device, weights=weights, bias=bias, stats=stats)]
+        stats = replace(device.final_record(), ram_bytes=device.ledger.total_bytes,
+                        bad_frames=self.bad_frames, stale_frames=self.stale_frames)
+        return [Final(device=device.device, weights=weights, bias=bias, stats=stats.to_wire())]
 
 
 def make_agent(name: str, checkpoint_dir: Path | None = None) -> NodeAgent:

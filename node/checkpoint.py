@@ -22,7 +22,7 @@ import numpy as np
 from protocol.files import arrays_digest
 
 if TYPE_CHECKING:
-    from node.device.rocknet import Device
+    from node.device.base import DeviceBase as Device
 
 FORMAT = "rocknet-node-checkpoint/1"
 
@@ -70,7 +70,7 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -138,7 +138,7 @@ def load_checkpoint(path: Path, device: Device) -> None:
     device.processed_item = int(meta["processed_item"])
     device.steps_taken = int(meta["steps_taken"])
     device._scaler_done = bool(meta["scaler_done"])
-    from node.device.rocknet import PassMetrics
+    from node.device.base import PassMetrics
 
     device.passes = [
         PassMetrics(kind=p["kind"], epoch=p["epoch"], correct=p["correct"], total=p["total"],

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # stubs (types-psutil) are not installed here
 
 log = logging.getLogger("rocknet.node")
 

@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import SupportsInt, cast
 
 import numpy as np
 
+from node.device.base import DeviceBase, score
 from node.mcu import cycles
-from node.device.rocknet import DeviceData, ExchangeStats, OwnSamples, PassMetrics, score
+from node.mcu.memory import Ledger, check_data_parallel, data_parallel_ledger
 from node.ml.head import ShardHead
-from node.mcu.memory import check_data_parallel, data_parallel_ledger
-from node.ml.minirocket import fit_biases, transform
-from node.ml.scaling import FeatureScaler
+from protocol.config.model import n_features_total, total_steps
+from protocol.stream.modes import DP_COUNT_BYTES, DP_STATS_COUNT_BYTES
+from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN, Sync
 from protocol.wire.frames import Round, Rx
-from protocol.config.model import N_KERNELS, fit_dilations, n_features_total, total_steps
-from protocol.stream.modes import DP_COUNT_BYTES, DP_STATS_COUNT_BYTES, stream_for
-from protocol.config.run import RunConfig
-from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN, Sync
+from protocol.wire.stats import FinalMetrics
 
 
 def merge_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -67,49 +65,46 @@ def merge_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[i
 
 
 @dataclass
-class DataParallelDevice(OwnSamples):
-    """State machine of data-parallel device ``device`` (the same hooks as ``Device``)."""
-
-    device: int
-    config: RunConfig
-    data: DeviceData
-    stats: ExchangeStats = field(default_factory=ExchangeStats)
+class DataParallelDevice(DeviceBase):
+    """State machine of data-parallel device ``device``: a whole replica of the model."""
 
     def __post_init__(self) -> None:
-        cfg = self.config
-        model = cfg.model
-        self.stream = stream_for(cfg)
-        self.kernel_start, self.kernel_stop = 0, N_KERNELS
-        self.dilations, self.features_per_dilation = fit_dilations(cfg.series_length, model)
-        self.n_features = self.n_features_total = n_features_total(self.features_per_dilation)
-        self.ledger = data_parallel_ledger(
-            model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
-        )
-        check_data_parallel(self.ledger, cfg.ram_budget_bytes)  # before allocating anything
-        # Modeled MCU seconds: the whole model is one device of one.
-        hz = cycles.CPU_HZ
-        parts = cycles.cycles_per_sample(model, 1, cfg.series_length, cfg.n_classes, device=0)
-        self._sample_s = sum(parts.values()) / hz
-        n_params = cfg.n_classes * (self.n_features + 1)
-        sum_others = (cfg.n_devices - 1) * n_params * cycles.DEFAULT_COSTS.logit_sum_per_value
-        self._step_s = cycles.step_seconds(model, 1, cfg.series_length, cfg.n_classes) + sum_others / hz
-        self.biases = fit_biases(self.data.fit_series, self.data.fit_rows, self.dilations,
-                                 self.features_per_dilation, 0, N_KERNELS)
-        self.head = ShardHead(
-            n_classes=cfg.n_classes, n_features=self.n_features, owns_bias=True, cfg=model,
-            device=0, n_devices=1, total_features=self.n_features,
-            total_steps=total_steps(cfg.schedule.n_train, model),
-        )
-        self.scaler = FeatureScaler(self.n_features) if model.feature_scaling else None
-        self._scaler_done = self.scaler is None
-        self._features: dict[tuple[bool, int], np.ndarray] = {}
-        self.passes: list[PassMetrics] = []
-        self.processed_item = -1  # last item processed locally
-        self.steps_taken = 0
+        super().__post_init__()
+        self.n_features_total = self.n_features
         self._sent: tuple[int, np.ndarray] | None = None  # (sync, message) last sent
-        # What node/checkpoint.py saves for every device (unused here).
-        self._last_logits = np.zeros((cfg.n_devices, cfg.n_classes), dtype=np.float32)
-        self._have_last = np.zeros(cfg.n_devices, dtype=bool)
+
+    # ---------------------------------------------------------------- mode hooks
+    def _ram_ledger(self) -> Ledger:
+        cfg = self.config
+        return data_parallel_ledger(cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes,
+                                    device=self.device)
+
+    def _check_ram(self, ledger: Ledger) -> None:
+        check_data_parallel(ledger, self.config.ram_budget_bytes)
+
+    def _model_costs(self) -> tuple[float, float]:
+        """The whole model is one device of one; a step also sums everybody's gradient."""
+        cfg = self.config
+        hz = cycles.CPU_HZ
+        parts = cycles.cycles_per_sample(cfg.model, 1, cfg.series_length, cfg.n_classes, device=0)
+        sample_s = sum(parts.values()) / hz
+        n_params = cfg.n_classes * (n_features_total(self.features_per_dilation) + 1)
+        sum_others = (cfg.n_devices - 1) * n_params * cycles.DEFAULT_COSTS.logit_sum_per_value
+        step_s = cycles.step_seconds(cfg.model, 1, cfg.series_length, cfg.n_classes) + sum_others / hz
+        return sample_s, step_s
+
+    def _make_head(self) -> ShardHead:
+        cfg = self.config
+        n_features = n_features_total(self.features_per_dilation)
+        # Initialised like device 0 of a one-device run: all replicas start equal.
+        return ShardHead(
+            n_classes=cfg.n_classes, n_features=n_features, owns_bias=True, cfg=cfg.model,
+            device=0, n_devices=1, total_features=n_features,
+            total_steps=total_steps(cfg.schedule.n_train, cfg.model),
+        )
+
+    def _model_sample_s(self) -> float:
+        return self._features_s
 
     # ---------------------------------------------------------------- bookkeeping
     @property
@@ -119,22 +114,6 @@ class DataParallelDevice(OwnSamples):
         calib = 1 if self.stream.syncs and self.stream.syncs[0].kind == KIND_CALIB else 0
         done_calib = calib if (calib and self._scaler_done) else 0
         return done_calib + self.steps_taken - 1
-
-    def _features_of(self, items: list[int]) -> np.ndarray:
-        """Unscaled features of own ``items`` (cached on the host; modeled time counts every use)."""
-        keys = [(bool(self.stream.kind[t] == KIND_EVAL), int(self.stream.sample[t])) for t in items]
-        missing = [(key, t) for key, t in zip(keys, items) if key not in self._features]
-        if missing:
-            x = np.stack([self._own_series(t)[0] for _, t in missing])
-            feats = transform(x, self.dilations, self.features_per_dilation, self.biases, 0, N_KERNELS)
-            for row, (key, _) in enumerate(missing):
-                self._features[key] = feats[row]
-        self.stats.samples_transformed += len(items)
-        self.stats.compute_modeled_s += len(items) * self._sample_s
-        out = np.empty((len(items), self.n_features), dtype=np.float32)
-        for row, key in enumerate(keys):
-            out[row] = self._features[key]
-        return out
 
     def _scaled(self, feats: np.ndarray) -> np.ndarray:
         if self.scaler is None:
@@ -269,7 +248,8 @@ class DataParallelDevice(OwnSamples):
         parts = [self._parse_statistics(messages[d]) for d in sorted(messages)]
         if not parts:  # nothing arrived, not even our own message: use what we have
             state = self.scaler.state_dict()
-            parts = [(int(state["count"]), state["welford_mean"], state["welford_m2"])]
+            parts = [(int(cast(SupportsInt, state["count"])), cast(np.ndarray, state["welford_mean"]),
+                      cast(np.ndarray, state["welford_m2"]))]
         count, mean, m2 = merge_statistics(parts)
         if count > 0:
             state = self.scaler.state_dict()
@@ -317,40 +297,16 @@ class DataParallelDevice(OwnSamples):
             h.count = total_n
         self._step()
 
-    def _step(self) -> None:
-        self.head.step()
-        self.steps_taken += 1
-        self.stats.steps += 1
-        self.stats.compute_modeled_s += self._step_s
-
     # ---------------------------------------------------------------- reporting
-    def take_stats(self) -> dict[str, Any]:
-        """Stats for the next TX (see :meth:`node.device.rocknet.Device.take_stats`)."""
-        out: dict[str, Any] = {
-            "compute_wall_s": self.stats.compute_wall_s,
-            "compute_modeled_s": self.stats.compute_modeled_s,
-            "samples_transformed": self.stats.samples_transformed,
-            "steps": self.stats.steps,
-            "ram_bytes": self.ledger.total_bytes,
-            "processed_item": self.processed_item,
-            "model_sample_s": self._sample_s,
-            "model_step_s": self._step_s,
-        }
-        for kind in ("train", "eval"):
-            latest = next((p for p in reversed(self.passes) if p.kind == kind), None)
-            if latest is not None:
-                out[kind] = latest.as_dict()
-        self.stats = ExchangeStats()
-        return out
-
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W float32[C, F], b float32[C])``: this replica's whole head."""
         return self.head.W.copy(), self.head.b.copy()
 
-    def final_metrics(self) -> dict[str, Any]:
-        """Per-pass metrics (the final evaluation is scored here if no sync triggered it)."""
+    def final_record(self) -> FinalMetrics:
+        """Per-pass metrics (the final evaluation is scored here if no sync triggered it)
+        and this replica's weights digest (equal digests: equal replicas)."""
         if self.synced >= len(self.stream.syncs) - 1:
             self._process(self.stream.trailing_from, self.stream.n_items)
         digest = hashlib.sha256(self.head.W.tobytes() + self.head.b.tobytes()).hexdigest()[:16]
-        return {"passes": [p.as_dict() for p in self.passes], "steps": self.steps_taken,
-                "weights_digest": digest}
+        return FinalMetrics(passes=tuple(p.record() for p in self.passes), steps=self.steps_taken,
+                            weights_digest=digest)

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING
 
+from node.device.base import DeviceBase, DeviceData
 from node.device.data_parallel import DataParallelDevice
-from node.device.rocknet import Device, DeviceData
 from node.device.private_labels import PrivateLabelsDevice
-from protocol.stream.modes import MODE_DATA_PARALLEL, MODE_PRIVATE_LABELS, check_mode
+from node.device.rocknet import Device
 from protocol.config.run import RunConfig
+from protocol.device import DeviceStateMachine
+from protocol.stream.modes import TrainingMode, check_mode
 
-AnyDevice = Union[Device, DataParallelDevice]
+__all__ = ["DEVICE_CLASSES", "AnyDevice", "make_device"]
+
+#: The device class of every training mode.
+DEVICE_CLASSES: dict[TrainingMode, type[DeviceBase]] = {
+    TrainingMode.ROCKNET: Device,
+    TrainingMode.PRIVATE_LABELS: PrivateLabelsDevice,
+    TrainingMode.DATA_PARALLEL: DataParallelDevice,
+}
+
+#: Any mode's device, as :func:`make_device` returns it.
+AnyDevice = DeviceBase
 
 
-def make_device(device: int, config: RunConfig, data: DeviceData) -> AnyDevice:
+def make_device(device: int, config: RunConfig, data: DeviceData) -> DeviceBase:
     """The device state machine of ``config.mode`` (``ValueError`` for an unknown mode;
-    :class:`node.mcu.memory.RamBudgetExceeded` if it does not fit the RAM budget)."""
-    mode = check_mode(config.mode)
-    if mode == MODE_PRIVATE_LABELS:
-        return PrivateLabelsDevice(device=device, config=config, data=data)
-    if mode == MODE_DATA_PARALLEL:
-        return DataParallelDevice(device=device, config=config, data=data)
-    return Device(device=device, config=config, data=data)
+    :class:`node.mcu.memory.RamBudgetExceeded` if it does not fit the RAM budget).
+
+    Every class here satisfies :class:`protocol.device.DeviceStateMachine` (mypy checks it
+    below), so callers outside ``node`` should hold it as that; the base type is returned
+    because node code (checkpoints, tests) also reaches into the head and scaler.
+    """
+    return DEVICE_CLASSES[check_mode(config.mode)](device=device, config=config, data=data)
+
+
+if TYPE_CHECKING:  # mypy proves that every mode's device satisfies the contract
+    def _contract(rocknet: Device, private: PrivateLabelsDevice, data_parallel: DataParallelDevice,
+                  any_mode: DeviceBase) -> tuple[DeviceStateMachine, ...]:
+        return rocknet, private, data_parallel, any_mode

@@ -29,11 +29,11 @@ import time
 
 import numpy as np
 
-from node.device.rocknet import Device, PassMetrics
-from node.mcu.memory import check as check_ram
-from node.mcu.memory import private_labels_ledger
-from protocol.wire.frames import Round, Rx
+from node.device.base import PassMetrics
+from node.device.rocknet import Device
+from node.mcu.memory import Ledger, private_labels_ledger
 from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN
+from protocol.wire.frames import Round, Rx
 
 #: The label field of a series that travels without its label.
 NO_LABEL = -1
@@ -44,14 +44,15 @@ class PrivateLabelsDevice(Device):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        cfg = self.config
-        self.ledger = private_labels_ledger(
-            cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
-        )
-        check_ram(self.ledger, cfg.ram_budget_bytes, cfg=cfg.model,
-                  series_length=cfg.series_length, n_classes=cfg.n_classes)
         self._pending_g: dict[int, np.ndarray] = {}  # owner: item -> g to flood
         self._logits_done = -1  # last item whose partial logits this device consumed
+
+    def _ram_ledger(self) -> Ledger:
+        """The default mode's ledger plus the ``g`` buffer (checked by the base class)."""
+        cfg = self.config
+        return private_labels_ledger(
+            cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
+        )
 
     # ---------------------------------------------------------------- one exchange
     def tx_payload(self, msg: Round) -> dict[str, np.ndarray]:
@@ -153,18 +154,14 @@ class PrivateLabelsDevice(Device):
             self.head.accumulate_gradient(feats, g)
             self.stats.compute_modeled_s += self._grad_s
         if self.stream.step_after[item]:
-            self.head.step()
-            self.steps_taken += 1
-            self.stats.steps += 1
-            self.stats.compute_modeled_s += self._step_s
+            self._step()
         if not self.owns(item):
             self._series.pop(item, None)
 
     def _pass(self, item: int) -> PassMetrics:
         """The metrics of ``item``'s pass (scoring and updates of one pass interleave with
         the next pass's here, so passes are looked up by kind and epoch)."""
-        kind = "eval" if self.stream.kind[item] == KIND_EVAL else "train"
-        epoch = int(self.stream.epoch[item])
+        kind, epoch = self._pass_kind(item), int(self.stream.epoch[item])
         for p in reversed(self.passes):
             if p.kind == kind and p.epoch == epoch:
                 return p

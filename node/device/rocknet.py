@@ -14,182 +14,66 @@ the last item of a batch it takes an optimizer step.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
+from node.device.base import DeviceBase, DeviceData, ExchangeStats, PassMetrics, score
 from node.mcu import cycles
-from node.ml.head import ShardHead, sum_partial_logits
+from node.mcu.memory import Ledger
 from node.mcu.memory import check as check_ram
 from node.mcu.memory import ledger as ram_ledger
-from node.ml.minirocket import fit_biases, transform
-from node.ml.scaling import FeatureScaler
+from node.ml.head import ShardHead, sum_partial_logits
+from protocol.config.model import feature_ranges, total_steps
+from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN
 from protocol.wire.frames import Round, Rx
-from protocol.config.model import feature_ranges, fit_dilations, kernel_ranges, total_steps
-from protocol.stream.modes import stream_for
-from protocol.config.run import RunConfig
-from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN
+
+# Re-exported: callers (tests, the in-process link) import the shard and metrics from here.
+__all__ = ["Device", "DeviceData", "ExchangeStats", "PassMetrics", "score"]
 
 
 @dataclass
-class PassMetrics:
-    """Running metrics of one pass (training epoch or evaluation), as this device sees them."""
-
-    kind: str
-    epoch: int
-    correct: int = 0
-    total: int = 0
-    loss_sum: float = 0.0
-    skipped: int = 0  # samples this device could not use (series or logits missing)
-
-    def as_dict(self) -> dict[str, Any]:
-        accuracy = self.correct / self.total if self.total else None
-        loss = self.loss_sum / self.total if self.total else None
-        return {
-            "kind": self.kind,
-            "epoch": self.epoch,
-            "correct": self.correct,
-            "total": self.total,
-            "accuracy": accuracy,
-            "loss": loss,
-            "skipped": self.skipped,
-        }
-
-
-@dataclass
-class ExchangeStats:
-    """What a device reports with each TX: host wall time and modeled MCU time (seconds)."""
-
-    compute_wall_s: float = 0.0
-    compute_modeled_s: float = 0.0
-    samples_transformed: int = 0
-    steps: int = 0
-
-
-@dataclass
-class DeviceData:
-    """The device's data shard ("flashed" by the coordinator at registration)."""
-
-    x_train: np.ndarray  # int8 [n_i, L]
-    y_train: np.ndarray  # int [n_i]
-    train_start: int
-    x_test: np.ndarray  # int8 [m_i, L]
-    y_test: np.ndarray  # int [m_i]
-    test_start: int
-    fit_series: np.ndarray  # int8 [k, L]: the training series the biases are fitted on
-    fit_rows: np.ndarray  # int32 [84, D]: row of fit_series for each (kernel, dilation)
-
-    @classmethod
-    def from_shard(cls, shard: dict[str, Any]) -> DeviceData:
-        def arr(name: str, dtype: Any) -> np.ndarray:
-            if name not in shard:
-                raise ValueError(f"WELCOME shard lacks {name!r}: coordinator and node disagree")
-            # A writable, C-ordered copy: decoded frames are read-only views.
-            return np.array(shard[name], dtype=dtype, order="C", copy=True)
-
-        return cls(
-            x_train=arr("x_train", np.int8),
-            y_train=arr("y_train", np.int64),
-            train_start=int(shard["train_start"]),
-            x_test=arr("x_test", np.int8),
-            y_test=arr("y_test", np.int64),
-            test_start=int(shard["test_start"]),
-            fit_series=arr("fit_series", np.int8),
-            fit_rows=arr("fit_rows", np.int32),
-        )
-
-
-def score(metrics: PassMetrics, logits: np.ndarray, label: int) -> None:
-    """Add one sample's cross-entropy and hit to ``metrics`` (from its summed logits)."""
-    z = logits.astype(np.float64)
-    z -= z.max()
-    log_p = z - np.log(np.exp(z).sum())
-    metrics.loss_sum += float(-log_p[label])
-    metrics.correct += int(np.argmax(logits) == label)
-    metrics.total += 1
-
-
-class OwnSamples:
-    """What every device kind does with its own data shard and its per-pass metrics.
-
-    Expects ``device``, ``stream``, ``data`` and ``passes`` attributes.
-    """
-
-    device: int
-    data: DeviceData
-    passes: list[PassMetrics]
-
-    def owns(self, item: int) -> bool:
-        return int(self.stream.owner[item]) == self.device  # type: ignore[attr-defined]
-
-    def _own_series(self, item: int) -> tuple[np.ndarray, int]:
-        stream = self.stream  # type: ignore[attr-defined]
-        sample = int(stream.sample[item])
-        if stream.kind[item] == KIND_EVAL:
-            local = sample - self.data.test_start
-            return self.data.x_test[local], int(self.data.y_test[local])
-        local = sample - self.data.train_start
-        return self.data.x_train[local], int(self.data.y_train[local])
-
-    def _pass(self, item: int) -> PassMetrics:
-        """The metrics of the pass ``item`` belongs to (a new one when the pass changes)."""
-        stream = self.stream  # type: ignore[attr-defined]
-        kind = "eval" if stream.kind[item] == KIND_EVAL else "train"
-        epoch = int(stream.epoch[item])
-        if not self.passes or self.passes[-1].kind != kind or self.passes[-1].epoch != epoch:
-            self.passes.append(PassMetrics(kind=kind, epoch=epoch))
-        return self.passes[-1]
-
-
-@dataclass
-class Device(OwnSamples):
-    """State machine of device ``device`` of ``config.n_devices``."""
-
-    device: int
-    config: RunConfig
-    data: DeviceData
-    stats: ExchangeStats = field(default_factory=ExchangeStats)
+class Device(DeviceBase):
+    """The paper's device: its kernel shard, ``W_i`` and the per-item series/logits traffic."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        # item -> own partial logits (float32 [C]) until the item's logits are consumed.
+        self._own_logits: dict[int, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- mode hooks
+    def _ram_ledger(self) -> Ledger:
         cfg = self.config
-        self.stream = stream_for(cfg)
-        self.kernel_start, self.kernel_stop = kernel_ranges(cfg.n_devices)[self.device]
-        self.dilations, self.features_per_dilation = fit_dilations(cfg.series_length, cfg.model)
-        ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
-        self.feature_start, self.feature_stop = ranges[self.device]
-        self.n_features = self.feature_stop - self.feature_start
-        self.n_features_total = ranges[-1][1]
-        self.ledger = ram_ledger(
-            cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
-        )
-        # Refuse before allocating anything: the real device would not boot.
-        check_ram(
-            self.ledger, cfg.ram_budget_bytes, cfg=cfg.model, series_length=cfg.series_length,
-            n_classes=cfg.n_classes,
-        )
-        # Modeled MCU seconds (node/mcu/cycles.py): per sample, split by phase, and per step.
+        return ram_ledger(cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device)
+
+    def _check_ram(self, ledger: Ledger) -> None:
+        cfg = self.config
+        check_ram(ledger, cfg.ram_budget_bytes, cfg=cfg.model, series_length=cfg.series_length,
+                  n_classes=cfg.n_classes)
+
+    def _model_costs(self) -> tuple[float, float]:
+        cfg = self.config
         parts = cycles.cycles_per_sample(
             cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
         )
         hz = cycles.CPU_HZ
-        self._transform_s = (parts["transform"] + parts["scaling"] + parts["overhead"]) / hz
+        # Split by phase: features (recomputed at every use), partial logits, gradient.
         self._logits_s = parts["partial logits"] / hz
         self._grad_s = (parts["sum logits + softmax"] + parts["gradient accumulation"]) / hz
-        self._step_s = cycles.step_seconds(
+        transform_s = (parts["transform"] + parts["scaling"] + parts["overhead"]) / hz
+        step_s = cycles.step_seconds(
             cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
         )
-        self.biases = fit_biases(
-            self.data.fit_series,
-            self.data.fit_rows,
-            self.dilations,
-            self.features_per_dilation,
-            self.kernel_start,
-            self.kernel_stop,
-        )
-        self.head = ShardHead(
+        return transform_s, step_s
+
+    def _make_head(self) -> ShardHead:
+        cfg = self.config
+        ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
+        self.feature_start, self.feature_stop = ranges[self.device]
+        self.n_features_total = ranges[-1][1]
+        return ShardHead(
             n_classes=cfg.n_classes,
-            n_features=self.n_features,
+            n_features=self.feature_stop - self.feature_start,
             owns_bias=self.device == 0,
             cfg=cfg.model,
             device=self.device,
@@ -197,55 +81,9 @@ class Device(OwnSamples):
             total_features=self.n_features_total,
             total_steps=total_steps(cfg.schedule.n_train, cfg.model),
         )
-        self.scaler = FeatureScaler(self.n_features) if cfg.model.feature_scaling else None
-        self._scaler_done = self.scaler is None
-        # item -> (series int8[L], label); own items are looked up in the shard.
-        self._series: dict[int, tuple[np.ndarray, int]] = {}
-        # (is_test, sample) -> PPV features: a host-side cache (features never change); the
-        # modeled MCU time still counts the recomputation the real device does.
-        self._features: dict[tuple[bool, int], np.ndarray] = {}
-        # item -> own partial logits (float32 [C]) until the item's logits are consumed.
-        self._own_logits: dict[int, np.ndarray] = {}
-        self._last_logits = np.zeros((cfg.n_devices, cfg.n_classes), dtype=np.float32)
-        self._have_last = np.zeros(cfg.n_devices, dtype=bool)
-        self.passes: list[PassMetrics] = []
-        self.processed_item = -1  # last item whose logits this device consumed
-        self.steps_taken = 0
 
-    # ---------------------------------------------------------------- data access
-    def series_of(self, item: int) -> tuple[np.ndarray, int] | None:
-        """The series and label of ``item`` if this device has it (own or received)."""
-        if self.owns(item):
-            return self._own_series(item)
-        return self._series.get(item)
-
-    def _features_of(self, items: list[int]) -> np.ndarray:
-        """Unscaled PPV features of ``items`` (all must have their series here)."""
-        missing = []
-        for item in items:
-            key = (bool(self.stream.kind[item] == KIND_EVAL), int(self.stream.sample[item]))
-            if key not in self._features:
-                missing.append((key, item))
-        if missing:
-            x = np.stack([self.series_of(item)[0] for _, item in missing])  # type: ignore[index]
-            feats = transform(
-                x,
-                self.dilations,
-                self.features_per_dilation,
-                self.biases,
-                self.kernel_start,
-                self.kernel_stop,
-            )
-            for row, (key, _) in enumerate(missing):
-                self._features[key] = feats[row]
-        # Every use is a recomputation on the real device: count it in the modeled time.
-        self.stats.samples_transformed += len(items)
-        self.stats.compute_modeled_s += len(items) * self._transform_s
-        out = np.empty((len(items), self.n_features), dtype=np.float32)
-        for row, item in enumerate(items):
-            key = (bool(self.stream.kind[item] == KIND_EVAL), int(self.stream.sample[item]))
-            out[row] = self._features[key]
-        return out
+    def _model_sample_s(self) -> float:
+        return self._features_s + self._logits_s + self._grad_s
 
     # ---------------------------------------------------------------- one exchange
     def tx_payload(self, msg: Round) -> dict[str, np.ndarray]:
@@ -307,9 +145,6 @@ class Device(OwnSamples):
             self._own_logits[item] = logits[row]
         self.stats.compute_wall_s += time.perf_counter() - started
         return np.asarray(items, dtype=np.int32), logits
-
-    def _scaled(self, feats: np.ndarray) -> np.ndarray:
-        return self.scaler.apply(feats) if self.scaler is not None else feats
 
     def _finish_calibration(self) -> None:
         if self.scaler is not None:
@@ -384,10 +219,7 @@ class Device(OwnSamples):
                 self.head.accumulate(feats, total, label)
                 self.stats.compute_modeled_s += self._grad_s
         if kind == KIND_TRAIN and self.stream.step_after[item]:
-            self.head.step()
-            self.steps_taken += 1
-            self.stats.steps += 1
-            self.stats.compute_modeled_s += self._step_s
+            self._step()
         if not self.owns(item):
             self._series.pop(item, None)
 
@@ -420,37 +252,3 @@ class Device(OwnSamples):
         return total
 
     _score = staticmethod(score)
-
-    # ---------------------------------------------------------------- reporting
-    def take_stats(self) -> dict[str, Any]:
-        """Stats for the next TX (and reset the per-exchange counters).
-
-        ``model_sample_s`` / ``model_step_s`` are this device's modeled MCU seconds per
-        sample (transform, partial logits, gradient) and per optimizer step: the coordinator
-        sizes each round's compute window with them.
-        """
-        out: dict[str, Any] = {
-            "compute_wall_s": self.stats.compute_wall_s,
-            "compute_modeled_s": self.stats.compute_modeled_s,
-            "samples_transformed": self.stats.samples_transformed,
-            "steps": self.stats.steps,
-            "ram_bytes": self.ledger.total_bytes,
-            "processed_item": self.processed_item,
-            "model_sample_s": self._transform_s + self._logits_s + self._grad_s,
-            "model_step_s": self._step_s,
-        }
-        for kind in ("train", "eval"):
-            latest = next((p for p in reversed(self.passes) if p.kind == kind), None)
-            if latest is not None:
-                out[kind] = latest.as_dict()
-        self.stats = ExchangeStats()
-        return out
-
-    def weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(W_i float32[C, F_i], b)``; ``b`` is empty on devices that do not own it."""
-        bias = self.head.b if self.head.owns_bias else np.zeros(0, dtype=np.float32)
-        return self.head.W.copy(), bias.copy()
-
-    def final_metrics(self) -> dict[str, Any]:
-        """Per-pass metrics of the whole run (for FINAL)."""
-        return {"passes": [p.as_dict() for p in self.passes], "steps": self.steps_taken}

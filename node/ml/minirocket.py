@@ -25,7 +25,7 @@ import math
 from itertools import combinations
 
 import numpy as np
-from numba import njit
+from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
 
 from protocol.config.model import KERNEL_LENGTH, N_KERNELS
 
@@ -161,7 +161,7 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
                     hi = length
                     table = ppv[0]
                 else:
-                    lo = pad
+                    lo = pad  # type: ignore[assignment]  # an int64 scalar, as 0 is to numba
                     hi = length - pad
                     table = ppv[1 + j]
                 n_pos = hi - lo

@@ -11,8 +11,10 @@ of the scaler of all columns: sharding never changes the model.
 
 from __future__ import annotations
 
+from typing import SupportsInt, cast
+
 import numpy as np
-from numba import njit
+from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
 
 
 @njit("void(float32[:, ::1], float64[::1], float64[::1], int64)", cache=True, nogil=True)
@@ -95,12 +97,12 @@ class FeatureScaler:
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        if int(state["n_features"]) != self.n_features:  # type: ignore[arg-type]
+        if int(cast(SupportsInt, state["n_features"])) != self.n_features:
             raise ValueError(
                 f"scaler checkpoint has {state['n_features']} features, this scaler {self.n_features}"
             )
         self.enabled = bool(state["enabled"])
-        self.count = int(state["count"])  # type: ignore[arg-type]
+        self.count = int(cast(SupportsInt, state["count"]))
         self.finalized = bool(state["finalized"])
         self._mean = np.array(state["welford_mean"], dtype=np.float64)
         self._m2 = np.array(state["welford_m2"], dtype=np.float64)

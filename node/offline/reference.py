@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text + "\n")
     if args.weights_out:
         arrays = {f"W_{i}": w for i, w in enumerate(result.weights)}
-        np.savez(args.weights_out, b=result.bias, **arrays)
+        np.savez(args.weights_out, b=result.bias, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
     return 0
 
 

@@ -14,22 +14,28 @@ the same :class:`~protocol.config.run.RunConfig` and get the same rounds.
 
 from __future__ import annotations
 
-from protocol.wire.frames import DEFAULT_MAX_BYTES
-from protocol.config.model import N_KERNELS, ModelConfig, fit_dilations, kernel_ranges, n_features_total
-from protocol.config.run import RunConfig
-from protocol.stream.schedule import (
-    MODE_DATA_PARALLEL,
-    MODE_PRIVATE_LABELS,
-    MODE_ROCKNET,
-    MODES,
-    Stream,
-    build_stream,
+from protocol.config.model import (
+    N_KERNELS,
+    ModelConfig,
+    fit_dilations,
+    kernel_ranges,
+    n_features_total,
 )
+from protocol.config.run import RunConfig
+from protocol.stream.schedule import Stream, build_stream
+from protocol.stream.training_mode import MODES, TrainingMode
+from protocol.wire.frames import DEFAULT_MAX_BYTES
 
 __all__ = [
-    "MODES", "MODE_DATA_PARALLEL", "MODE_PRIVATE_LABELS", "MODE_ROCKNET", "check_mode",
-    "dp_gradient_bytes", "dp_n_params", "dp_statistics_bytes", "kernels_held", "stream_for",
+    "MODES", "MODE_DATA_PARALLEL", "MODE_PRIVATE_LABELS", "MODE_ROCKNET", "TrainingMode",
+    "check_mode", "dp_gradient_bytes", "dp_n_params", "dp_statistics_bytes", "kernels_held",
+    "stream_for",
 ]
+
+
+MODE_ROCKNET = TrainingMode.ROCKNET
+MODE_PRIVATE_LABELS = TrainingMode.PRIVATE_LABELS
+MODE_DATA_PARALLEL = TrainingMode.DATA_PARALLEL
 
 #: Data-parallel gradient message: sample count (int32), then ``grad_W`` (C x F) and
 #: ``grad_b`` (C), float32, little-endian.
@@ -39,11 +45,11 @@ DP_COUNT_BYTES = 4
 DP_STATS_COUNT_BYTES = 8
 
 
-def check_mode(mode: str) -> str:
-    """``mode`` if it is one of :data:`MODES`; ``ValueError`` naming them otherwise."""
+def check_mode(mode: str) -> TrainingMode:
+    """``mode`` as a :class:`TrainingMode`; ``ValueError`` naming the modes otherwise."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return mode
+    return TrainingMode(mode)
 
 
 def dp_n_features(cfg: ModelConfig, series_length: int) -> int:
@@ -68,7 +74,7 @@ def dp_statistics_bytes(cfg: ModelConfig, series_length: int) -> int:
 
 def kernels_held(config: RunConfig, device: int) -> tuple[int, int]:
     """The kernel range ``[start, stop)`` device ``device`` computes (all 84 in data-parallel)."""
-    if config.mode == MODE_DATA_PARALLEL:
+    if config.mode == TrainingMode.DATA_PARALLEL:
         return 0, N_KERNELS
     return kernel_ranges(config.n_devices)[device]
 
@@ -76,7 +82,7 @@ def kernels_held(config: RunConfig, device: int) -> tuple[int, int]:
 def stream_for(config: RunConfig) -> Stream:
     """The run's stream and rounds for ``config.mode`` (``ValueError`` for an unknown mode)."""
     mode = check_mode(config.mode)
-    if mode == MODE_DATA_PARALLEL:
+    if mode is TrainingMode.DATA_PARALLEL:
         sizes = (
             dp_statistics_bytes(config.model, config.series_length),
             dp_gradient_bytes(config.model, config.series_length, config.n_classes),
