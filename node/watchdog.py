@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 
-import psutil  # type: ignore[import-untyped]  # stubs (types-psutil) are not installed here
+import psutil
 
 log = logging.getLogger("rocknet.node")
 

@@ -334,7 +334,7 @@ class RunEngine:
         self._update_accuracy()
         for outcome in outcomes:
             self.state.round = outcome.round_no
-            self._publish_round(outcome)
+            self.publish_round(outcome)
         self.air.forget_before(plan.first_round)
         if self.on_exchange is not None:  # checkpoint before the RXs leave: a restart re-sends these
             self.on_exchange(plan.exchange + 1, rxs)
@@ -391,7 +391,8 @@ class RunEngine:
         update = running_accuracy(self.config.mode, live, self.config.schedule.n_test)
         self.state.accuracy = self.state.accuracy.updated(update)
 
-    def _publish_round(self, outcome: RoundOutcome) -> None:
+    def publish_round(self, outcome: RoundOutcome) -> None:
+        """Send the record of a resolved round to the sink (the air, accuracy and nodes now)."""
         record = RoundRecord(air=self.air.round_record(outcome), accuracy=self.state.accuracy,
                              wall_time_s=self.wall_s(), nodes=self.node_views())
         if self.sink is not None:

@@ -51,7 +51,7 @@ def _message_ok(decoded: np.ndarray, packet_ids: tuple[int, ...]) -> np.ndarray:
     """bool [rows]: every packet of a message decoded (False for a message with no packets)."""
     if not packet_ids:
         return np.zeros(decoded.shape[0], dtype=bool)
-    return decoded[:, list(packet_ids)].all(axis=1)
+    return np.asarray(decoded[:, list(packet_ids)].all(axis=1), dtype=bool)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class AirRoundRecord:
     virtual_time_s: float
     alive: list[int]  # 1 per live device
     decoded_ratio: list[float]  # per device: foreign packets decoded / expected
-    loss: dict[str, Any]  # the loss model's description (LossModel.describe())
+    loss: list[dict[str, Any]]  # the loss model's faults (LossModel.describe())
     bytes_on_air: int
 
 

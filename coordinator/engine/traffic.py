@@ -52,7 +52,7 @@ class Traffic:
         """float [buckets]: fraction of a round's packets of each kind."""
         codes = np.where(kinds < 0, len(KIND_BUCKETS) - 1, kinds).astype(np.int64)
         counts = np.bincount(codes, minlength=len(KIND_BUCKETS)).astype(np.float64)
-        return counts / max(1.0, counts.sum())
+        return np.asarray(counts / max(1.0, float(counts.sum())), dtype=np.float64)
 
     def add(self, kinds: np.ndarray, n_slots: int, latency_s: float, tx_frames: int,
             frame_size_bytes: int, energy_mj: np.ndarray) -> float:

@@ -104,8 +104,8 @@ def build_summary(coord: Coordinator, setup: RunSetup, wall_s: float, reference_
     for device in sorted(accuracies):
         test_acc = accuracies[device]  # the initiator's view (lowest live device id)
         break
-    rx = sum(n["rx_packets"] for n in per_node)
-    lost = sum(n["lost_packets"] for n in per_node)
+    rx = sum(coord.air.totals.rx_packets.tolist())
+    lost = sum(coord.air.totals.lost_packets.tolist())
     summary = {
         "dataset": setup.config.dataset,
         "nodes": setup.config.n_devices,

@@ -59,7 +59,7 @@ class RunWriter:
         for device, final in sorted(finals.items()):
             arrays[f"W_{device}"] = np.asarray(final.weights)
             arrays[f"b_{device}"] = np.asarray(final.bias)
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
         return path
 
     def summary(self, data: dict[str, Any]) -> Path:

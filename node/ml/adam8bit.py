@@ -15,7 +15,7 @@ intervals of ``[0.1, 1]``; plus 0 and 1. Signed: 2*127 + 2 = 256 values; unsigne
 from __future__ import annotations
 
 import numpy as np
-from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
+from numba import njit
 
 #: Entries per quantization block (the paper's block size).
 BLOCK = 256

@@ -17,7 +17,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
+from numba import njit
 
 from node.ml import adam8bit
 from node.ml.shard import ShardSpec

@@ -25,7 +25,7 @@ import math
 from itertools import combinations
 
 import numpy as np
-from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
+from numba import njit
 
 from protocol.config.model import KERNEL_LENGTH, N_KERNELS
 

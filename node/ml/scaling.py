@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import SupportsInt, cast
 
 import numpy as np
-from numba import njit  # type: ignore[import-untyped]  # numba ships no type stubs
+from numba import njit
 
 
 @njit("void(float32[:, ::1], float64[::1], float64[::1], int64)", cache=True, nogil=True)

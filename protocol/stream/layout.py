@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -27,8 +27,35 @@ from protocol.stream.packets import (
 )
 from protocol.stream.training_mode import TrainingMode
 
-if TYPE_CHECKING:
-    from protocol.stream.schedule import Stream
+
+
+class _HasDevices(Protocol):
+    @property
+    def n_devices(self) -> int: ...
+
+
+class Stream(Protocol):
+    """What a layout reads of the stream it lays out (``protocol.stream.schedule.Stream``;
+    a protocol here, so that layouts need not import the stream that imports them)."""
+
+    @property
+    def config(self) -> _HasDevices: ...
+
+    @property
+    def kind(self) -> np.ndarray: ...
+
+    @property
+    def owner(self) -> np.ndarray: ...
+
+    def series_item(self, round_no: int) -> int | None: ...
+
+    def logits_item(self, round_no: int) -> int | None: ...
+
+    def grad_item(self, round_no: int) -> int | None: ...
+
+    def round_kind(self, round_no: int) -> int | None: ...
+
+    def sync_of_round(self, round_no: int) -> Sync | None: ...
 
 __all__ = [
     "KIND_CALIB",

@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 import zmq
 
+from coordinator.engine.link import SendStatus
+from coordinator.service.zmq_link import ZmqLink
+
 from coordinator.ui.control_client import ControlClient
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.engine.exchanges import plan_exchanges
@@ -297,24 +300,37 @@ def test_live_coordinator_and_nodes_survive_hostile_frames_and_train_the_same_mo
     node_material = [encode(m) for m in samples(cfg.n_devices, cfg.n_classes, cfg.series_length)]
     node_material += [wrong_version(m) for m in samples()]
 
-    def started(coord: Coordinator, backend: Any) -> None:
-        state["coord"] = coord
-        original = coord._send_raw
+    class FuzzingLink:
+        """The real ZeroMQ link, with garbage sent right behind every real ROUND and RX."""
 
-        def send_and_fuzz(identity: bytes, raw: bytes) -> bool:
-            ok = original(identity, raw)
-            msg = decode(raw)
-            if not ok or not isinstance(msg, (Round, Rx)):
-                return ok
+        def __init__(self, inner: ZmqLink) -> None:
+            self.inner = inner
+
+        def send(self, identity: bytes, msg: Any) -> SendStatus:
+            status = self.inner.send(identity, msg)
+            if status is not SendStatus.SENT or not isinstance(msg, (Round, Rx)):
+                return status
             model = state["models"].setdefault(
                 identity, NodeModel(cfg.n_devices, cfg.n_classes, cfg.series_length))
             model.real(msg)
-            for _ in range(per_hook):  # garbage right behind the real frame
-                coord.nodes.send_multipart([identity, *node_garbage(rng, model, node_material)],
-                                           zmq.NOBLOCK)
-            return ok
+            for _ in range(per_hook):
+                self.inner.sock.send_multipart([identity, *node_garbage(rng, model, node_material)],
+                                               zmq.NOBLOCK)
+            return status
 
-        coord._send_raw = send_and_fuzz  # the real coordinator, with a fuzzer on its wire
+        def poll(self, timeout_s: float) -> Any:
+            return self.inner.poll(timeout_s)
+
+        def quiet(self) -> bool:
+            return self.inner.quiet()
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def started(coord: Coordinator, backend: Any) -> None:
+        state["coord"] = coord
+        assert isinstance(coord.engine.link, ZmqLink)
+        coord.engine.link = FuzzingLink(coord.engine.link)  # the engine's link seam, fuzzed
 
     def on_round(record: dict[str, Any]) -> None:
         coord = state["coord"]
@@ -325,7 +341,8 @@ def test_live_coordinator_and_nodes_survive_hostile_frames_and_train_the_same_mo
             state["t0"] = time.perf_counter()
         with lock:  # hold the run near its end until every stranger's frame is counted
             if record["round"] >= 150 and not state.get("absorbed") and not coord.state.paused:
-                coord.state.paused = state["paused_by_test"] = True
+                state["paused_by_test"] = True
+                coord.pause()
 
     def absorb() -> None:
         fuzzer: Fuzzer = state["fuzzer"]
@@ -342,7 +359,7 @@ def test_live_coordinator_and_nodes_survive_hostile_frames_and_train_the_same_mo
         with lock:
             state["absorbed"] = True
             if state["paused_by_test"]:
-                coord.state.paused = False
+                coord.resume()
 
     def started_all(coord: Coordinator, backend: Any) -> None:
         started(coord, backend)

@@ -42,7 +42,7 @@ from protocol.air.loss import LossModel
 from protocol.air.topology import Topology
 from protocol.wire.frames import FeedEvent, FeedRound, encode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- a synthetic run (the shapes of Coordinator.status() and Air.round_record) -----------
@@ -330,15 +330,12 @@ class Driver(threading.Thread):
             coord.event("run_started", nodes=self.n, rounds=coord.stream.n_rounds)
             alive = np.ones(self.n, dtype=bool)
             while not self.stop.is_set() and coord.air.next_round < coord.stream.n_rounds:
-                coord._poll(2)
+                coord.engine.serve(0.002)  # control requests are answered here
                 if coord.state.paused:
                     continue
                 for outcome in coord.air.resolve_until(coord.air.next_round + 1, alive):
-                    record = coord.air.round_record(outcome)
-                    record["wall_time_s"] = time.monotonic() - coord.state.started_wall
-                    record["nodes"] = coord._node_round_view(outcome)
                     coord.state.round = outcome.round_no
-                    coord._publish_round(record)
+                    coord.engine.publish_round(outcome)
                     self.published += 1
                 if self.published >= 20:
                     self.warm.set()

@@ -105,7 +105,7 @@ def final(draw: st.DrawFn) -> Final:
 
 
 STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
-    Hello: st.builds(Hello, TEXT, I64, I64, st.booleans(), I64),
+    Hello: st.builds(Hello, TEXT, I64, I64),
     Welcome: welcome(),
     Round: round_(),
     Tx: tx(),
@@ -190,7 +190,7 @@ def examples() -> list[Message]:
         Hello("node-3", 4242),
         Welcome(3, 20, {"seed": 1, "radio": {"kind": "mixer", "prr": 0.9}},
                 {"x": g.integers(-128, 128, (6, 8)).astype(np.int8),
-                 "y": np.arange(6, dtype=np.int16)}, 0),
+                 "y": np.arange(6, dtype=np.int16)}),
         Round(5, 10, 14, 9, 13),
         Tx(5, 3, logits=g.standard_normal((m, c)).astype(np.float32), stats=stats,
            grad_items=np.arange(2, dtype=np.int32), grads=g.standard_normal((2, c)).astype(np.float32),
@@ -395,7 +395,7 @@ def test_fuzz_raises_only_protocol_error() -> None:
 # --- limits -------------------------------------------------------------------------------
 
 def test_oversize_frame_is_refused_before_unpacking(monkeypatch: pytest.MonkeyPatch) -> None:
-    wire = encode(Welcome(0, 1, {}, {"x": np.zeros(300_000, np.int8)}, 0))
+    wire = encode(Welcome(0, 1, {}, {"x": np.zeros(300_000, np.int8)}))
     calls: list[str] = []
     real_unpackb, real_scan = codec.msgpack.unpackb, codec.scan
     monkeypatch.setattr(codec.msgpack, "unpackb", lambda *a, **k: calls.append("unpackb"))
@@ -420,7 +420,7 @@ def _peak_bytes(fn: Callable[[], object]) -> int:
 
 
 def test_huge_declared_lengths_are_refused_without_allocation() -> None:
-    frame = _raw(encode(Welcome(0, 1, {}, {}, 0)))
+    frame = _raw(encode(Welcome(0, 1, {}, {})))
     frame["shard"] = {"x": _array_ext(b"float64", (2**28,), b"")}  # declares 2 GiB
     cases = [
         _pack(frame),
@@ -457,7 +457,7 @@ def test_object_count_limit_is_the_same_at_sender_and_receiver() -> None:
     assert len(decode(encode(msg)).data["x"]) == n
     with pytest.raises(ProtocolError, match="more than 65536 msgpack objects"):
         FeedRound(0, {"x": [0] * (n + 1)})
-    wire = _pack({"v": 1, "t": "FEED_ROUND", "round": 0, "data": {"x": [0] * (n + 1)}})
+    wire = _pack({"v": PROTOCOL_VERSION, "t": "FEED_ROUND", "round": 0, "data": {"x": [0] * (n + 1)}})
     with pytest.raises(ProtocolError, match="more than 65536 msgpack objects"):
         decode(wire)
 
@@ -473,7 +473,7 @@ def test_depth_limit_is_the_same_at_sender_and_receiver() -> None:
     assert decode(encode(ok)) == ok
     with pytest.raises(ProtocolError, match="nested deeper than 16"):
         FeedRound(0, nested(codec.MAX_DEPTH))
-    base = {"v": 1, "t": "FEED_ROUND", "round": 0}
+    base = {"v": PROTOCOL_VERSION, "t": "FEED_ROUND", "round": 0}
     too_deep = _pack(base, "data", b"\x81\xa1x" + b"\x91" * (codec.MAX_DEPTH - 1) + b"\xc0")
     with pytest.raises(ProtocolError, match="deeper than 16"):
         decode(too_deep)
@@ -488,7 +488,7 @@ def test_depth_limit_is_the_same_at_sender_and_receiver() -> None:
 def test_version_mismatch_names_both_versions_and_the_fix() -> None:
     frame = _raw(encode(Hello("n", 1)))
     for wire in (_pack({**frame, "v": PROTOCOL_VERSION + 1}),
-                 b"\x83\xa1v\x02\xa1t\xc1\xc1junk"):  # unparseable after "v"
+                 b"\x83\xa1v\x03\xa1t\xc1\xc1junk"):  # unparseable after "v"
         with pytest.raises(VersionMismatch) as info:
             decode(wire)
         assert isinstance(info.value, ProtocolError)
@@ -524,18 +524,20 @@ def test_missing_unknown_and_unknown_type() -> None:
 def test_bool_and_int_are_never_confused() -> None:
     with pytest.raises(ProtocolError, match="field 'pid' of HELLO: expected int, got bool"):
         Hello("n", True)
-    with pytest.raises(ProtocolError, match="field 'resume' of HELLO: expected bool, got int"):
-        Hello("n", 1, resume=1)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError, match="field 'ok' of CONTROL_REPLY: expected bool, got int"):
+        ControlReply(ok=1, message="", effective_round=0, data={})  # type: ignore[arg-type]
     frame = _raw(encode(Hello("n", 1)))
     with pytest.raises(ProtocolError, match="expected int, got bool"):
         decode(_pack({**frame, "pid": False}))
+    reply = _raw(encode(ControlReply(ok=True, message="", effective_round=0, data={})))
     with pytest.raises(ProtocolError, match="expected bool, got int"):
-        decode(_pack({**frame, "resume": 0}))
+        decode(_pack({**reply, "ok": 0}))
     back = decode(encode(FeedRound(0, {"flag": True, "count": 1, "z": 0.0})))
     assert [type(back.data[k]) for k in ("flag", "count", "z")] == [bool, int, float]
     # numpy scalars are accepted when building and arrive as Python scalars
-    msg = Hello("n", np.int64(7), resume=np.bool_(True))  # type: ignore[arg-type]
+    msg = Hello("n", np.int64(7))  # type: ignore[arg-type]
     assert type(msg.pid) is int
+    assert type(ControlReply(ok=np.bool_(True), message="", effective_round=0, data={}).ok) is bool  # type: ignore[arg-type]
     back = decode(encode(FeedRound(0, {"a": np.int16(-3), "b": np.float32(0.5),
                                        "c": np.bool_(False)})))
     assert back.data == {"a": -3, "b": 0.5, "c": False}
@@ -546,7 +548,7 @@ def test_field_values_are_checked() -> None:
     with pytest.raises(ProtocolError, match="does not fit in int64"):
         Heartbeat(2**63, 0)
     with pytest.raises(ProtocolError, match="does not fit in int64"):
-        decode(_pack({"v": 1, "t": "HEARTBEAT", "device": 2**64 - 1, "exchange": 0}))
+        decode(_pack({"v": PROTOCOL_VERSION, "t": "HEARTBEAT", "device": 2**64 - 1, "exchange": 0}))
     with pytest.raises(ProtocolError, match=r"tuple cannot travel \(use None"):
         FeedRound(0, {"shape": (1, 2)})
     with pytest.raises(ProtocolError, match="key 1 is not a str"):
@@ -563,10 +565,10 @@ def test_field_values_are_checked() -> None:
     with pytest.raises(ProtocolError, match="expected 2-dim array, got shape"):
         Final(0, np.zeros(3, np.float32), np.zeros(0, np.float32), {})
     with pytest.raises(ProtocolError, match="bool array holds bytes other than 0 and 1"):
-        decode(_pack({"v": 1, "t": "FEED_ROUND", "round": 0,
+        decode(_pack({"v": PROTOCOL_VERSION, "t": "FEED_ROUND", "round": 0,
                       "data": {"m": _array_ext(b"bool", (2,), b"\x01\x02")}}))
     with pytest.raises(ProtocolError, match="map key at byte"):
-        decode(b"\x83\xa1v\x01\xa1t\xa4STOP\x01\xa1x")
+        decode(b"\x83\xa1v\x02\xa1t\xa4STOP\x01\xa1x")
 
 
 def test_cross_field_checks_at_sender_and_receiver() -> None:
@@ -582,9 +584,9 @@ def test_cross_field_checks_at_sender_and_receiver() -> None:
     with pytest.raises(ProtocolError, match="bias has 3 entries, must be 0 or 5"):
         Final(0, np.zeros((5, 2), np.float32), np.zeros(3, np.float32), {})
     with pytest.raises(ProtocolError, match=r"device 20 is not in \[0, n_devices=20\)"):
-        Welcome(20, 20, {}, {}, 0)
+        Welcome(20, 20, {}, {})
     with pytest.raises(ProtocolError, match="shard entries must be numpy arrays, 'x' is not"):
-        Welcome(0, 1, {}, {"x": [1, 2]}, 0)
+        Welcome(0, 1, {}, {"x": [1, 2]})
     with pytest.raises(ProtocolError, match="must not run backwards"):
         Round(0, 5, 4, 0, 0)
     frame = _raw(encode(rx))

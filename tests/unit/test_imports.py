@@ -18,7 +18,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("protocol", "node", "coordinator")
@@ -137,16 +136,6 @@ GRAPH, IMPORTS = import_graph()
 CYCLES = cycles(GRAPH)
 TYPING_CYCLES = cycles(import_graph(typing=True)[0])
 
-#: Cycles the type checker sees through ``if TYPE_CHECKING:`` imports, in code that others are
-#: rewriting (no cycle at run time): (modules, why it is known).
-KNOWN_TYPING_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"coordinator.service.control", "coordinator.service.server",
-               "coordinator.service.run_checkpoint"}):
-        "coordinator.service: control and run_checkpoint import server's Coordinator under "
-        "TYPE_CHECKING, server imports both (the service rewrite gives them a protocol instead)",
-}
-
-
 def test_the_graph_sees_lazy_imports() -> None:
     # cli imports the monitor inside main(): the edge must be there, or cycles hide.
     assert "coordinator.ui.monitor" in GRAPH["coordinator.ui.cli"]
@@ -158,17 +147,9 @@ def test_no_import_cycle_at_run_time() -> None:
     assert not CYCLES, f"import cycles (lazy imports included): {[sorted(c) for c in CYCLES]}"
 
 
-def test_no_new_cycle_for_the_type_checker() -> None:
-    unknown = [sorted(c) for c in TYPING_CYCLES if c not in KNOWN_TYPING_CYCLES]
-    assert not unknown, f"import cycles through TYPE_CHECKING imports: {unknown}"
-
-
-@pytest.mark.parametrize("cycle", [
-    pytest.param(cycle, id="+".join(sorted(m.rpartition(".")[2] for m in cycle)),
-                 marks=pytest.mark.xfail(strict=False, reason=reason))
-    for cycle, reason in KNOWN_TYPING_CYCLES.items()])
-def test_known_typing_cycle_is_gone(cycle: frozenset[str]) -> None:
-    assert cycle not in TYPING_CYCLES
+def test_no_cycle_for_the_type_checker() -> None:
+    found = [sorted(c) for c in TYPING_CYCLES]
+    assert not found, f"import cycles through TYPE_CHECKING imports: {found}"
 
 
 def test_tools_and_ui_have_no_cycle() -> None:

@@ -26,7 +26,7 @@ def _topology_cells(links: LinkView, compact: bool) -> list[tuple[bool, Text]]:
     key = ("cells", compact)
     if key not in links.cache:
         links.cache[key] = _make_topology_cells(links, compact)
-    return links.cache[key]  # type: ignore[no-any-return]
+    return links.cache[key]
 
 
 def _make_topology_cells(links: LinkView, compact: bool) -> list[tuple[bool, Text]]:
