@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from protocol.files import arrays_digest
+from protocol.files import arrays_digest, atomic_write
 
 if TYPE_CHECKING:
     from node.device.base import DeviceBase as Device
@@ -67,23 +65,9 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
     meta["digest"] = arrays_digest(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if fsync:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0600: a checkpoint holds the device's model; only its owner reads it.
+    atomic_write(path, lambda fh: np.savez(fh, **arrays),  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
+                 fsync=fsync, mode=0o600)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

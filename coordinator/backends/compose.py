@@ -62,7 +62,7 @@ def container_state(container: str) -> dict[str, Any]:
 
 @dataclass
 class ComposeBackend:
-    """One compose project (a :class:`~coordinator.backends.base.NodeBackend` of containers).
+    """One compose project (a :class:`~coordinator.backends.interface.NodeBackend` of containers).
 
     ``env`` adds to the environment compose interpolates (``ROCKNET_NODES``, ...);
     ``override`` is an extra compose file's text (written to ``work_dir``).

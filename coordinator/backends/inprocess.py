@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.backends.base import node_name
+from coordinator.backends.interface import node_name
 from coordinator.engine.clock import Clock
 from coordinator.engine.engine import EngineOptions, RunEngine, RunSink
 from coordinator.engine.link import Inbound
-from coordinator.engine.inprocess import (
+from coordinator.engine.inprocess_link import (
     AgentFactory,
     DeviceAgent,
     InProcessLink,
@@ -55,7 +55,7 @@ def in_process_run(setup: RunSetup, options: EngineOptions | None = None, sink: 
 
 
 class InProcessBackend:
-    """The :class:`~coordinator.backends.base.NodeBackend` of devices on an in-process link:
+    """The :class:`~coordinator.backends.interface.NodeBackend` of devices on an in-process link:
     killing one takes it off the link (its state is lost, as a process's would be);
     starting it again makes a fresh agent that resumes from its checkpoint."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coordinator.backends.base import node_name
+from coordinator.backends.interface import node_name
 
 
 def node_env() -> dict[str, str]:
@@ -42,7 +42,7 @@ def warm_numba_cache(timeout_s: float = 600.0) -> None:
 
 @dataclass
 class ProcessBackend:
-    """N node processes on this machine (a :class:`~coordinator.backends.base.NodeBackend`)."""
+    """N node processes on this machine (a :class:`~coordinator.backends.interface.NodeBackend`)."""
 
     connect: str
     n_nodes: int

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
-
 import numpy as np
 
 from coordinator.engine.accuracy import running_accuracy
@@ -21,9 +18,23 @@ from coordinator.engine.clock import Clock, SystemClock
 from coordinator.engine.exchanges import ExchangePlan, deliver, plan_exchanges, silent_rx
 from coordinator.engine.link import Inbound, NodeLink, SendStatus
 from coordinator.engine.medium import Air, RoundOutcome
-from coordinator.engine.records import EventRecord, NodeRoundView, RoundRecord, RunningAccuracy
+from coordinator.engine.records import EventRecord, NodeRoundView, RoundRecord
 from coordinator.engine.registry import DOWN, NodeEntry, Registry
 from coordinator.engine.setup import RunSetup
+from coordinator.engine.state import (
+    FAILED,
+    FINISHED,
+    KEEPALIVE_S,
+    PAUSED,
+    POLL_SLICE_S,
+    RUNNING,
+    WAITING,
+    EngineOptions,
+    ExchangeHook,
+    RunAborted,
+    RunSink,
+    RunState,
+)
 from coordinator.engine.values import plain_values
 from protocol.wire.frames import (
     PROTOCOL_VERSION,
@@ -38,62 +49,12 @@ from protocol.wire.frames import (
     Tx,
     Welcome,
 )
+from protocol.wire.stats import TxStats
 
 log = logging.getLogger("rocknet.coordinator")
 
-#: Phases reported by ``rocknet status``.
-WAITING, RUNNING, PAUSED, FINISHED, FAILED = "waiting", "running", "paused", "finished", "failed"
-#: Longest single wait on the link (s): control stays responsive, stop requests are seen.
-POLL_SLICE_S = 0.2
-#: Seconds between keepalives to idle nodes (registration, pause).
-KEEPALIVE_S = 1.0
-
-
-class RunAborted(RuntimeError):
-    """The run cannot go on (a node refused its configuration, registration timed out...)."""
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How patient the engine is (seconds) and how it paces exchanges."""
-
-    deadline_s: float = 30.0
-    register_timeout_s: float = 600.0
-    final_timeout_s: float = 20.0
-    down_after: int = 3
-    lockstep: bool = False
-    realtime: bool = False
-
-
-@dataclass
-class RunState:
-    """What the engine knows about the run while it goes (counters are frames)."""
-
-    phase: str = WAITING
-    exchange: int = -1
-    round: int = 0
-    started_wall: float = 0.0
-    bad_frames: int = 0
-    stale_frames: int = 0
-    dropped_sends: int = 0  # frames to peers whose queue was full (never-reading clients)
-    paused: bool = False
-    stop_reason: str | None = None
-    error: str | None = None
-    accuracy: RunningAccuracy = field(default_factory=RunningAccuracy)
-
-
-class RunSink(Protocol):
-    """Where the engine's records go (the service: feed, metrics file, callbacks)."""
-
-    def record_event(self, record: EventRecord) -> None: ...
-
-    def record_round(self, record: RoundRecord) -> None: ...
-
-
-#: Called after an exchange's air is resolved and before its RXs leave (the checkpoint):
-#: ``(next_plan, rx by device)``.
-ExchangeHook = Callable[[int, dict[int, Rx]], None]
-
+__all__ = ["RunEngine", "RunAborted", "EngineOptions", "RunState", "RunSink", "ExchangeHook",
+           "WAITING", "RUNNING", "PAUSED", "FINISHED", "FAILED"]
 
 class RunEngine:
     """Runs one training run with the devices that register over ``link``."""
@@ -317,11 +278,11 @@ class RunEngine:
         self.state.exchange = plan.exchange
         message = plan.message()
         expected = {e.identity: e.device for e in self.registry.reachable() if self.send(e.identity, message)}
-        txs = self._collect(plan, expected)
+        txs, stats = self._collect(plan, expected)
         alive = np.zeros(self.config.n_devices, dtype=bool)
-        for device, tx in txs.items():
+        for device in txs:
             alive[device] = True
-            self._heard(device, tx)
+            self._heard(device, stats[device])
         for device in expected.values():
             entry = self.registry.by_device(device)
             if device not in txs and entry is not None and self.registry.missed(entry):
@@ -346,8 +307,10 @@ class RunEngine:
             if ahead > 0:
                 self.serve(ahead)
 
-    def _collect(self, plan: ExchangePlan, expected: dict[bytes, int]) -> dict[int, Tx]:
+    def _collect(self, plan: ExchangePlan, expected: dict[bytes, int]
+                 ) -> tuple[dict[int, Tx], dict[int, TxStats]]:
         txs: dict[int, Tx] = {}
+        stats: dict[int, TxStats] = {}
         deadline = self.clock.monotonic() + self.options.deadline_s
         while len(txs) < len(expected):
             remaining = deadline - self.clock.monotonic()
@@ -359,6 +322,12 @@ class RunEngine:
                 if isinstance(msg, Tx) and item.identity in expected and msg.exchange == plan.exchange:
                     if msg.device != expected[item.identity]:
                         self.state.bad_frames += 1
+                        continue
+                    try:
+                        stats[msg.device] = TxStats.from_wire(msg.stats)
+                    except ValueError as exc:  # a device that lies about itself is not heard
+                        self.state.bad_frames += 1
+                        log.warning("dropped a TX of device %d with bad stats: %s", msg.device, exc)
                         continue
                     txs[msg.device] = msg
                 elif isinstance(msg, Tx):
@@ -372,22 +341,21 @@ class RunEngine:
                     del expected[identity]
             if not arrived and self.link.quiet():
                 break  # nobody can answer any more: the rest are silent this exchange
-        return txs
+        return txs, stats
 
-    def _heard(self, device: int, tx: Tx) -> None:
+    def _heard(self, device: int, stats: TxStats) -> None:
         entry = self.registry.by_device(device)
         if entry is None:
             return
-        entry.last_stats = dict(tx.stats)
+        entry.last_stats = stats
         if self.registry.heard(entry):
             self.event("node_up", device=device, name=entry.name)
-        if "model_sample_s" in tx.stats:
-            self.air.sample_s[device] = float(tx.stats["model_sample_s"])
-        if "model_step_s" in tx.stats:
-            self.air.step_s[device] = float(tx.stats["model_step_s"])
+        # The devices' modeled MCU times set the rounds' compute windows (coordinator/engine/medium.py).
+        self.air.sample_s[device] = stats.model_sample_s
+        self.air.step_s[device] = stats.model_step_s
 
     def _update_accuracy(self) -> None:
-        live = [e.last_stats for e in self.registry.entries() if e.status != DOWN and e.last_stats]
+        live = [e.last_stats for e in self.registry.entries() if e.status != DOWN and e.last_stats is not None]
         update = running_accuracy(self.config.mode, live, self.config.schedule.n_test)
         self.state.accuracy = self.state.accuracy.updated(update)
 
@@ -437,7 +405,6 @@ class RunEngine:
 
 
 def _view(e: NodeEntry, energy: list[float], rx: list[int], lost: list[int], tx: list[int]) -> NodeRoundView:
-    ram = e.last_stats.get("ram_bytes")
-    return NodeRoundView(id=e.device, status=DOWN if e.forced_down else e.status,
-                         ram_bytes=None if ram is None else int(ram), energy_mj=energy[e.device],
+    ram = None if e.last_stats is None else e.last_stats.ram_bytes
+    return NodeRoundView(id=e.device, status=DOWN if e.forced_down else e.status, ram_bytes=ram, energy_mj=energy[e.device],
                          rx_packets=rx[e.device], lost_packets=lost[e.device], tx_slots=tx[e.device])

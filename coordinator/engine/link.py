@@ -4,7 +4,7 @@ A link moves whole messages (:mod:`protocol.wire.frames`) between the engine and
 the engine decides everything else (who is registered, what a frame means, when a deadline
 has passed). Two links implement it: the ZeroMQ link of the coordinator service
 (``coordinator/service/zmq_link.py``: one DEALER per device process or container) and the
-in-process link (``coordinator/engine/inprocess.py``: every device agent in this process).
+in-process link (``coordinator/engine/inprocess_link.py``: every device agent in this process).
 
 Peers are named by their *identity*: the bytes of the node's name (its ZeroMQ routing id).
 """

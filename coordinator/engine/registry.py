@@ -8,8 +8,10 @@ from it brings it back *up*.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from protocol.wire.stats import TxStats
 
 UP, SILENT, DOWN = "up", "silent", "down"
 
@@ -25,7 +27,7 @@ class NodeEntry:
     status: str = UP
     silent_streak: int = 0
     joins: int = 1
-    last_stats: dict[str, Any] = field(default_factory=dict)
+    last_stats: TxStats | None = None  # of its latest TX in time
     forced_down: bool = False  # taken down by a control command (node-down)
 
 

@@ -17,18 +17,18 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from coordinator.backends.base import NodeBackend
+from coordinator.backends.interface import NodeBackend
 from coordinator.backends.inprocess import InProcessBackend
-from coordinator.engine.inprocess import InProcessLink
+from coordinator.engine.inprocess_link import InProcessLink
 from coordinator.backends.processes import ProcessBackend, node_env, warm_numba_cache
-from coordinator.engine.accuracy import mode_summary
-from coordinator.service.results import RunWriter, print_summary_table
+from coordinator.service.summary import RunSummary, build_summary
+from coordinator.service.results import RunWriter
 from coordinator.service.server import Coordinator, CoordinatorOptions, RunAborted
 from coordinator.service.run_setup import RunArgs, RunSetup, build_setup
 
@@ -71,68 +71,6 @@ def collect_reference(proc: subprocess.Popen[bytes] | None, work_dir: Path, time
         return float(json.loads((work_dir / "reference.json").read_text())["test_accuracy"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def build_summary(coord: Coordinator, setup: RunSetup, wall_s: float, reference_acc: float | None) -> dict[str, Any]:
-    """``summary.json``: the run's result, per node totals and the reference accuracy."""
-    per_node = []
-    finals = coord.finals
-    accuracies = {}
-    for entry in coord.registry.entries():
-        totals = coord.air.totals[entry.device]
-        final = finals.get(entry.device)
-        evals = [p for p in (final.stats.get("passes", []) if final else []) if p["kind"] == "eval"]
-        if evals and evals[-1]["total"]:
-            accuracies[entry.device] = evals[-1]["accuracy"]
-        per_node.append({
-            "id": entry.device,
-            "name": entry.name,
-            "status": entry.status,
-            "joins": entry.joins,
-            "ram_bytes": int(final.stats.get("ram_bytes", 0)) if final else int(entry.last_stats.get("ram_bytes", 0)),
-            "energy_mj": totals.energy_mj,
-            "energy_parts_mj": dict(totals.energy_parts_mj),
-            "radio_on_s": totals.radio_on_s,
-            "rx_packets": totals.rx_packets,
-            "lost_packets": totals.lost_packets,
-            "tx_slots": totals.tx_slots,
-            "compute_s_modeled": totals.compute_s_modeled,
-            "test_accuracy": accuracies.get(entry.device),
-            "final_collected": final is not None,
-        })
-    test_acc = None
-    for device in sorted(accuracies):
-        test_acc = accuracies[device]  # the initiator's view (lowest live device id)
-        break
-    rx = sum(coord.air.totals.rx_packets.tolist())
-    lost = sum(coord.air.totals.lost_packets.tolist())
-    summary = {
-        "dataset": setup.config.dataset,
-        "nodes": setup.config.n_devices,
-        "protocol": setup.protocol,
-        "mode": coord.status()["mode"],
-        "epochs": setup.config.schedule.epochs,
-        "rounds": coord.air.next_round,
-        "rounds_planned": setup.stream.n_rounds,
-        "phase": coord.state.phase,
-        "stop_reason": coord.state.stop_reason,
-        "test_accuracy": test_acc,
-        "test_accuracy_mean_over_nodes": float(np.mean(list(accuracies.values()))) if accuracies else None,
-        "centralized_test_accuracy": reference_acc,
-        "virtual_time_s": coord.air.virtual_time_s,
-        "wall_time_s": wall_s,
-        "realtime_factor": coord.air.virtual_time_s / wall_s if wall_s > 0 else None,
-        "packet_loss_ratio": lost / (rx + lost) if rx + lost else 0.0,
-        "exchanges": len(coord.exchange_wall_s),
-        "exchange_wall_s_total": float(sum(coord.exchange_wall_s)),
-        "exchange_wall_ms_median": float(np.median(coord.exchange_wall_s) * 1e3) if coord.exchange_wall_s else None,
-        "bad_frames": coord.state.bad_frames,
-        "stale_frames": coord.state.stale_frames,
-        "faults": setup.loss.describe(),
-        "per_node": per_node,
-    }
-    summary.update(mode_summary(coord, setup, summary))  # training mode, traffic (docs/modes.md)
-    return summary
 
 
 @dataclass
@@ -191,7 +129,7 @@ def run_testbed(
         coord.state.stop_reason = f"signal {signal.Signals(signum).name}"
 
     started = time.monotonic()
-    summary: dict[str, Any] = {}
+    summary: RunSummary | None = None
     try:
         for s in previous:
             signal.signal(s, on_signal)
@@ -222,17 +160,20 @@ def run_testbed(
 
             backend.terminate(grace_s=10.0 if coord.state.phase == FINISHED else 2.0)
         wall = time.monotonic() - started
-        summary = build_summary(coord, setup, wall, None)
+        summary = build_summary(coord.engine, setup, wall, None)
+        summary = replace(summary, extra={"backend": "inprocess" if launch.coordinator.in_process else
+                                          ("processes" if launch.spawn_nodes else "external")})
         coord.close()  # nothing answers any more: clients see the coordinator gone
         ref_acc = collect_reference(reference, reference_dir, timeout_s=600.0) if reference else None
-        summary["centralized_test_accuracy"] = ref_acc
+        summary = summary.with_reference(ref_acc)
         if coord.finals:
             writer.weights(coord.finals)
-        writer.summary(summary)
+        writer.summary(summary.to_json())
         writer.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return summary
+    assert summary is not None
+    return summary.to_json()
 
 
 class _Progress:
@@ -272,8 +213,4 @@ def _f(x: Any) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    print_summary_table(summary)
-
-
-__all__ = ["LaunchOptions", "ProcessBackend", "RunAborted", "build_summary", "run_testbed"]
+__all__ = ["LaunchOptions", "ProcessBackend", "RunAborted", "run_testbed"]

@@ -5,7 +5,6 @@ event) and ``summary.json``, plus the final table printed to the terminal.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,17 +12,13 @@ import numpy as np
 
 from coordinator.engine.values import plain_values
 
+from protocol.files import atomic_write_text
 from protocol.wire.frames import Final
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temp file + rename (never a half-written file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(plain_values(data), fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(plain_values(data), indent=2), fsync=True)
 
 
 class RunWriter:

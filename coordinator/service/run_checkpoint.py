@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from coordinator.engine.medium import RoundOutcome, Totals
 from coordinator.engine.records import RunningAccuracy
 from coordinator.service.scenario import ScenarioEvent
 from protocol.air.radio.resolve import AirResult
-from protocol.files import arrays_digest
+from protocol.files import arrays_digest, atomic_write
 from protocol.stream.schedule import round_packets
 
 FORMAT = "rocknet-coordinator-checkpoint/1"
@@ -100,14 +98,7 @@ def save(path: Path, engine: RunEngine, next_plan: int, pending_rx: dict[int, by
     }
     meta["digest"] = arrays_digest(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), mode=0o600)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
 
 
 def load(path: Path, engine: RunEngine) -> Resume:

@@ -5,7 +5,7 @@ Sockets (all bound by the coordinator):
   Set with ``ROUTER_MANDATORY`` (a send to a vanished node raises instead of vanishing),
   explicit high-water marks, ``MAXMSGSIZE`` and linger 0: the injected, counted loss is the
   only loss. With the in-process backend there is no node socket: the devices run inside
-  this process (:class:`~coordinator.engine.inprocess.InProcessLink`).
+  this process (:class:`~coordinator.engine.inprocess_link.InProcessLink`).
 - PUB for monitors: one FeedRound per round, one FeedEvent per change.
 - ROUTER for control clients: status, pause/resume/stop, fault injection (control.py).
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from coordinator.backends.base import node_name
+from coordinator.backends.interface import node_name
 from coordinator.engine.engine import (
     FAILED,
     FINISHED,
@@ -36,7 +36,7 @@ from coordinator.engine.engine import (
     RunState,
 )
 from coordinator.engine.exchanges import ExchangePlan
-from coordinator.engine.inprocess import InProcessLink, make_agents
+from coordinator.engine.inprocess_link import InProcessLink, make_agents
 from coordinator.engine.link import NodeLink
 from coordinator.engine.medium import Air
 from coordinator.engine.records import EventRecord, RoundRecord

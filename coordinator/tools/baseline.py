@@ -1,7 +1,7 @@
 """The on-device NN baseline next to RockNet: ``rocknet baseline``.
 
 The baseline itself (a tanh MLP trained on one device) lives in :mod:`node.offline.nn_baseline`;
-:mod:`coordinator.tools.nn_baseline` trains it in a subprocess on the devices' int8 data.
+:mod:`coordinator.tools.nn_baseline_runner` trains it in a subprocess on the devices' int8 data.
 
 ``rocknet baseline --dataset GunPoint,ItalyPowerDemand,OSULeaf`` trains the baseline and runs
 the RockNet testbed at ``--nodes`` devices (default 20) on each dataset, and writes
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from coordinator.tools.nn_baseline import (
+from coordinator.tools.nn_baseline_runner import (
     BaselineError,
     nn_baseline_for_dataset,
     run_nn_baseline,

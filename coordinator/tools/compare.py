@@ -20,6 +20,8 @@ Writes ``compare.csv``, ``compare.md``, ``compare.json`` and ``compare.png`` to 
 
 from __future__ import annotations
 
+import math
+
 import argparse
 import csv
 import json
@@ -31,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.engine.accuracy import fmt_bytes
 
 log = logging.getLogger("rocknet.compare")
 
@@ -299,3 +300,14 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "",
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def fmt_bytes(n: float | None) -> str:
+    """``1,234 B`` / ``12.3 KiB`` / ``4.56 MiB`` for tables."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "n/a"
+    if n < 10 * 1024:
+        return f"{n:,.0f} B"
+    if n < 10 * 1024 * 1024:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n / 2**20:,.2f} MiB"

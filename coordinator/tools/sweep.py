@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.tools.nn_baseline import nn_baseline_for_dataset
+from coordinator.tools.nn_baseline_runner import nn_baseline_for_dataset
 from coordinator.tools.run_dir import read_run
 from coordinator.tools.sweep_outputs import (
     baseline_line,

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coordinator.backends.base import node_name
+from coordinator.backends.interface import node_name
 from coordinator.backends.inprocess import InProcessBackend, in_process_run
 from coordinator.engine.clock import ManualClock
 from coordinator.engine.engine import FINISHED, EngineOptions, RunAborted, RunEngine
-from coordinator.engine.inprocess import InProcessLink, make_agents
+from coordinator.engine.inprocess_link import InProcessLink, make_agents
 from coordinator.engine.records import EventRecord, RoundRecord
 from coordinator.service.run_setup import RunArgs, build_setup
 
