@@ -55,10 +55,6 @@ class DeviceStateMachine(Protocol):
         """Consume what the air delivered for the exchange of ``msg``."""
         ...
 
-    def on_silent(self, msg: Round) -> None:
-        """The exchange of ``msg`` went by without this device (it heard nothing)."""
-        ...
-
     def take_tx_stats(self) -> TxStats:
         """Stats for the next TX; resets the per-exchange counters."""
         ...

@@ -108,7 +108,7 @@ class DeviceBase(ABC):
 
     Subclasses provide the hooks :meth:`_ram_ledger`, :meth:`_check_ram`,
     :meth:`_model_costs`, :meth:`_make_head` and :meth:`_model_sample_s`, and the exchange
-    itself (``tx_payload``, ``on_rx``, ``on_silent``: see :mod:`protocol.device`).
+    itself (``tx_payload``, ``on_rx``: see :mod:`protocol.device`).
     """
 
     device: int
@@ -173,10 +173,6 @@ class DeviceBase(ABC):
     @abstractmethod
     def on_rx(self, msg: Round, rx: Rx) -> None:
         """Consume what the air delivered for the exchange of ``msg``."""
-
-    @abstractmethod
-    def on_silent(self, msg: Round) -> None:
-        """The exchange of ``msg`` went by without this device (it heard nothing)."""
 
     # ---------------------------------------------------------------- own samples
     def owns(self, item: int) -> bool:

@@ -208,11 +208,6 @@ class DataParallelDevice(DeviceBase):
             self._process(self.stream.trailing_from, self.stream.n_items)
         self.stats.compute_wall_s += time.perf_counter() - started
 
-    def on_silent(self, msg: Round) -> None:
-        """The exchange of ``msg`` went by without this device."""
-        if 0 <= msg.sync < len(self.stream.syncs) and msg.sync == self.synced + 1:
-            self._miss(self.stream.syncs[msg.sync])
-
     def _miss(self, sync: Sync) -> None:
         """A sync this device never completed: no message from anybody."""
         self._process(sync.local_from, sync.local_to, train=False)

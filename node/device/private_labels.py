@@ -65,10 +65,6 @@ class PrivateLabelsDevice(Device):
         super().on_rx(msg, rx)
         self.receive_grads(msg.grad_from, msg.grad_to, rx.grad_items, rx.grads)
 
-    def on_silent(self, msg: Round) -> None:
-        super().on_silent(msg)
-        self.skip_grads(msg.grad_from, msg.grad_to)
-
     # ---------------------------------------------------------------- series
     def series_payload(self, first_round: int, stop_round: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Own series of items ``[first_round, stop_round)``; the label field is
@@ -136,13 +132,6 @@ class PrivateLabelsDevice(Device):
                 g = np.array(grads[delivered[item]], dtype=np.float32)
             self._apply_grad(item, g)
         self.stats.compute_wall_s += time.perf_counter() - started
-
-    def skip_grads(self, first_item: int, stop_item: int) -> None:
-        """The ``g`` exchange of these items went by without this device."""
-        for item in range(max(first_item, 0), min(stop_item, self.stream.n_items)):
-            if self.stream.needs_grad(item) and item > self.processed_item:
-                self._pending_g.pop(item, None)
-                self._apply_grad(item, None)
 
     def _apply_grad(self, item: int, g: np.ndarray | None) -> None:
         self.processed_item = item

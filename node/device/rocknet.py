@@ -99,10 +99,6 @@ class Device(DeviceBase):
         self.receive_logits(rx.logits_items, rx.logits, rx.logits_mask)
         self.skip_items(msg.logits_from, msg.logits_to)
 
-    def on_silent(self, msg: Round) -> None:
-        """The exchange of ``msg`` went by without this device (it heard nothing)."""
-        self.skip_items(msg.logits_from, msg.logits_to)
-
     # ---------------------------------------------------------------- TX side
     def series_payload(self, first_round: int, stop_round: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The series this device floods in rounds ``[first_round, stop_round)``.
