@@ -2,8 +2,8 @@
 
 Works with Compose v2 (``docker compose``) and v1 (``docker-compose``). A project gets its own
 name, so several testbeds can run side by side; the coordinator's control and feed ports are
-published on free 127.0.0.1 ports. Services are ``coordinator`` and ``node01`` .. ``nodeNN``
-(device ``d`` is service ``node{d+1:02d}``). The images must exist (``docker/build-images.sh``).
+published on free 127.0.0.1 ports. Services are ``coordinator`` and ``node00`` .. ``node19``
+(service and hostname ``nodeNN`` is device NN). The images must exist (``docker/build-images.sh``).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class ComposeBackend:
 
     # ------------------------------------------------------------------ NodeBackend
     def name(self, index: int) -> str:
-        return f"node{index + 1:02d}"
+        return f"node{index:02d}"
 
     def start(self, index: int) -> None:
         docker("start", self.container(self.name(index)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 import numpy as np
 
 from coordinator.engine.accuracy import running_accuracy
@@ -24,7 +25,9 @@ from coordinator.engine.setup import RunSetup
 from coordinator.engine.state import (
     FAILED,
     FINISHED,
+    IDLE_GAP_S,
     KEEPALIVE_S,
+    STOP_FINAL_TIMEOUT_S,
     PAUSED,
     POLL_SLICE_S,
     RUNNING,
@@ -80,6 +83,8 @@ class RunEngine:
         self.resumed_from: int | None = None
         #: How a missing device joins (added to the registration-timeout message).
         self.join_hint = "start the missing nodes"
+        #: Names of nodes whose process ended since the last call (the backend knows first).
+        self.exit_probe: Callable[[], list[str]] | None = None
         self._last_keepalive = float("-inf")
 
     # ------------------------------------------------------------------ records
@@ -115,6 +120,9 @@ class RunEngine:
         """Frames of registered nodes that arrived within ``timeout_s``; HELLOs and frames of
         unknown nodes are handled here."""
         out: list[Inbound] = []
+        if self.exit_probe is not None:
+            for name in self.exit_probe():
+                self._node_exited(name)
         for item in self.link.poll(timeout_s):
             msg = item.message
             if isinstance(msg, Hello):
@@ -159,6 +167,11 @@ class RunEngine:
                                     config=self.config.to_dict(), shard=self.setup.shard(entry.device)))
         self.event("node_rejoined" if rejoined else "node_registered", device=entry.device,
                    name=entry.name, registered=self.registry.registered)
+
+    def _node_exited(self, name: str) -> None:
+        entry = next((e for e in self.registry.entries() if e.name == name), None)
+        if entry is not None and self.registry.gone(entry):
+            self.event("node_down", device=entry.device, name=entry.name, reason="exited")
 
     def _node_left(self, identity: bytes, reason: str) -> None:
         entry = self.registry.by_identity(identity)
@@ -311,7 +324,8 @@ class RunEngine:
                  ) -> tuple[dict[int, Tx], dict[int, TxStats]]:
         txs: dict[int, Tx] = {}
         stats: dict[int, TxStats] = {}
-        deadline = self.clock.monotonic() + self.options.deadline_s
+        start = self.clock.monotonic()
+        deadline = start + self.options.deadline_s
         while len(txs) < len(expected):
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
@@ -330,6 +344,9 @@ class RunEngine:
                         log.warning("dropped a TX of device %d with bad stats: %s", msg.device, exc)
                         continue
                     txs[msg.device] = msg
+                    now = self.clock.monotonic()
+                    # The rest answer soon after, or they are not coming (dead or hung).
+                    deadline = min(start + self.options.deadline_s, now + max(IDLE_GAP_S, 2 * (now - start)))
                 elif isinstance(msg, Tx):
                     self.state.stale_frames += 1
                 else:
@@ -337,7 +354,7 @@ class RunEngine:
             # Drop expectations of nodes whose socket vanished meanwhile.
             for identity, device in list(expected.items()):
                 entry = self.registry.by_device(device)
-                if entry is None or entry.identity != identity:
+                if entry is None or entry.identity != identity or entry.status == DOWN:
                     del expected[identity]
             if not arrived and self.link.quiet():
                 break  # nobody can answer any more: the rest are silent this exchange
@@ -379,7 +396,10 @@ class RunEngine:
         reason = self.state.stop_reason or ("finished" if self.state.phase == FINISHED else "aborted")
         expected = {e.device for e in self.registry.entries()
                     if e.status != DOWN and self.send(e.identity, Stop(reason=reason))}
-        deadline = self.clock.monotonic() + self.options.final_timeout_s
+        patience = self.options.final_timeout_s
+        if self.state.stop_reason is not None or self.state.phase != FINISHED:
+            patience = min(patience, STOP_FINAL_TIMEOUT_S)  # stopping: live nodes answer at once
+        deadline = self.clock.monotonic() + patience
         while expected - set(self.finals) and self.clock.monotonic() < deadline:
             arrived = self.poll(0.1)
             for item in arrived:

@@ -1,19 +1,29 @@
 """Who is in the run: device ids by node name, ZeroMQ identities, up/silent/down status.
 
-Ids are assigned in registration order and remembered by name, so a restarted node (same
-name) gets its id back. A node that misses an exchange's deadline is *silent* for it; after
+A node named ``node-NN`` or ``nodeNN`` (local runs, compose) is device NN, whatever order the
+nodes register in; any other name gets the lowest id no such name claims, in registration
+order. Ids are remembered by name, so a restarted node (same name) gets its id back. A node that misses an exchange's deadline is *silent* for it; after
 ``down_after`` silent exchanges in a row (or when its socket is gone) it is *down*; any frame
 from it brings it back *up*.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.wire.stats import TxStats
 
 UP, SILENT, DOWN = "up", "silent", "down"
+#: ``node-07`` / ``node07``: the device id is in the name.
+_NUMBERED = re.compile(r"^node-?(\d{1,6})$")
+
+
+def device_of_name(name: str) -> int | None:
+    """The device id a name spells (``node-03`` -> 3), or None."""
+    m = _NUMBERED.match(name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -62,11 +72,24 @@ class Registry:
                 f"the run already has its {self.n_devices} devices; node {name!r} is not needed "
                 "(start it with the name of a registered node to replace that one)"
             )
-        entry = NodeEntry(device=len(self._by_name), name=name, identity=identity, pid=pid)
+        entry = NodeEntry(device=self._id_for(name), name=name, identity=identity, pid=pid)
         self._by_name[name] = entry
         self._by_identity[identity] = entry
         self._by_device[entry.device] = entry
         return entry, False
+
+    def _id_for(self, name: str) -> int:
+        spelled = device_of_name(name)
+        if spelled is not None:
+            if spelled >= self.n_devices:
+                raise LookupError(f"node {name!r} is device {spelled}, but the run has devices "
+                                  f"0..{self.n_devices - 1}: start node-00 .. node-{self.n_devices - 1:02d}")
+            if spelled in self._by_device:
+                raise LookupError(f"node {name!r} is device {spelled}, which "
+                                  f"{self._by_device[spelled].name!r} already is")
+            return spelled
+        # Other names: the lowest free id, in registration order.
+        return min(d for d in range(self.n_devices) if d not in self._by_device)
 
     def restore(self, device: int, name: str, joins: int, forced_down: bool) -> NodeEntry:
         """Re-create an entry from a coordinator checkpoint (nodes use their name as their

@@ -21,9 +21,21 @@ class RunAborted(RuntimeError):
     """The run cannot go on (a node refused its configuration, registration timed out...)."""
 
 
+#: Once a TX has arrived, a device still missing is silent after this long without any
+#: further TX (s) -- or twice the exchange's time so far, if that is longer (our choice: on
+#: a 2-core host 20 processes answer one after another, spaced by one device's compute).
+IDLE_GAP_S = 1.0
+#: Seconds the FINALs of a stopped run are waited for (live nodes answer in milliseconds).
+STOP_FINAL_TIMEOUT_S = 2.0
+
+
 @dataclass(frozen=True)
 class EngineOptions:
-    """How patient the engine is (seconds) and how it paces exchanges."""
+    """How patient the engine is (seconds) and how it paces exchanges.
+
+    ``deadline_s`` bounds an exchange while no device has answered yet; once one has, the
+    others have :data:`IDLE_GAP_S` (or twice the time so far) after the latest TX.
+    """
 
     deadline_s: float = 30.0
     register_timeout_s: float = 600.0

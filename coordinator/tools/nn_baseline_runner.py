@@ -40,7 +40,7 @@ def run_nn_baseline(
 
     ``epochs`` / ``batch_size`` None: the baseline's defaults (1000 epochs, batches of 16).
     """
-    from coordinator.service.launch import node_env
+    from coordinator.backends.processes import node_env
 
     with tempfile.TemporaryDirectory(prefix="rocknet-nn-") as tmp:
         npz = Path(tmp) / "data.npz"

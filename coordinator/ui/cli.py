@@ -177,6 +177,7 @@ def _run_args(a: argparse.Namespace) -> Any:
 def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     from coordinator.service.scenario import ScenarioError, load_scenario
     from coordinator.service.launch import LaunchOptions, run_testbed
+    from coordinator.service.signals import RunInterrupted
     from coordinator.service.results import print_summary_table
     from coordinator.service.server import CoordinatorOptions, RunAborted
     from coordinator.service.run_setup import SetupError
@@ -206,6 +207,10 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     except RunAborted as exc:
         print(f"rocknet: run aborted: {exc}", file=sys.stderr)
         return 3
+    except RunInterrupted as exc:
+        written = " (summary.json written)" if (out / "summary.json").exists() else ""
+        print(f"rocknet: {exc}{written}; run directory: {out}", file=sys.stderr)
+        return 130
     except CurveKeyError as exc:
         print(f"rocknet: {exc}", file=sys.stderr)
         return 2

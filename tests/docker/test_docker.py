@@ -151,8 +151,8 @@ def test_twenty_node_containers_train_and_a_killed_node_rejoins(
         timeout_s=240,
     )
     names = sorted(n["name"] for n in status["nodes"])
-    assert names == [f"node{i:02d}" for i in range(1, N_NODES + 1)]
-    assert sorted(n["id"] for n in status["nodes"]) == list(range(N_NODES))
+    assert names == [f"node{i:02d}" for i in range(N_NODES)]
+    assert all(n["id"] == int(n["name"][4:]) for n in status["nodes"]), "nodeNN must be device NN"
     first_round = status["round"]
     bed.wait_for("rounds advancing", lambda s: s["round"] > first_round, timeout_s=60)
 
@@ -190,10 +190,10 @@ def test_node_over_its_memory_limit_is_oom_killed_and_reported_down(
     testbed_factory: Callable[..., ComposeTestbed],
 ) -> None:
     # Three devices (two do not fit the emulated 256 KiB RAM budget with default settings).
-    # node03 allocates 2 GiB once it has registered (the node's ROCKNET_DEBUG_ALLOCATE_MB
+    # node02 allocates 2 GiB once it has registered (the node's ROCKNET_DEBUG_ALLOCATE_MB
     # hook): far over the compose file's node memory limit.
     override = NO_REFERENCE + (
-        "  node03:\n"
+        "  node02:\n"
         "    environment:\n"
         "      - ROCKNET_DEBUG_ALLOCATE_MB=2048\n"
     )
@@ -202,25 +202,25 @@ def test_node_over_its_memory_limit_is_oom_killed_and_reported_down(
         "ROCKNET_EPOCHS": str(LONG_EPOCHS),
         "ROCKNET_DEADLINE": str(DEADLINE_S),
     }, override)
-    bed.up("coordinator", "node01", "node02", "node03")
-    container = bed.container("node03")
+    bed.up("coordinator", "node00", "node01", "node02")
+    container = bed.container("node02")
 
     exited_at: list[float] = []
 
     def reported_down(s: dict[str, Any]) -> bool:
-        entry = node_entry(s, "node03")
+        entry = node_entry(s, "node02")
         if entry is None and not exited_at and container_state(container)["Status"] == "exited":
             exited_at.append(time.monotonic())
         if entry is None and exited_at and time.monotonic() - exited_at[0] > 20:
             raise AssertionError(
-                f"node03 exited ({container_state(container)}) without ever registering: the "
+                f"node02 exited ({container_state(container)}) without ever registering: the "
                 "ROCKNET_DEBUG_ALLOCATE_MB hook must allocate after the node's WELCOME"
             )
         return entry is not None and entry["status"] == "down"
 
-    status = bed.wait_for("node03 registered, then reported down", reported_down, timeout_s=150)
+    status = bed.wait_for("node02 registered, then reported down", reported_down, timeout_s=150)
     state = container_state(container)
     assert state["OOMKilled"] is True, state
     assert state["Running"] is False and state["ExitCode"] == 137, state
-    assert [node_entry(status, n)["status"] for n in ("node01", "node02")] == ["up", "up"]
+    assert [node_entry(status, n)["status"] for n in ("node00", "node01")] == ["up", "up"]
     assert status["phase"] == "running"

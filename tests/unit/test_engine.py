@@ -115,3 +115,24 @@ def test_a_killed_in_process_device_is_down_at_once_and_rejoins_from_its_checkpo
     assert steps_at_kill[0] > 0 and restarted.device.steps_taken >= steps_at_kill[0]  # type: ignore[attr-defined]
     assert engine.state.phase == FINISHED and set(engine.finals) == {0, 1, 2}
     assert np.isfinite(engine.finals[2].weights).all()
+
+
+def test_node_names_are_device_ids_whatever_order_they_register_in() -> None:
+    setup = build_setup(small(nodes=4))
+    agents = make_agents(4, node_name)[::-1]  # node-03 says HELLO first
+    engine = RunEngine(setup, InProcessLink(agents))
+    engine.wait_for_nodes()
+    assert [(e.device, e.name) for e in engine.registry.entries()] == [
+        (d, f"node-{d:02d}") for d in range(4)]
+
+
+def test_a_numbered_name_outside_the_run_or_taken_is_refused_with_the_fix() -> None:
+    from coordinator.engine.registry import Registry
+
+    registry = Registry(3)
+    assert registry.register("node02", b"a")[0].device == 2  # compose: nodeNN is device NN
+    assert registry.register("edge-box", b"b")[0].device == 0  # others: lowest free id
+    with pytest.raises(LookupError, match="devices 0..2: start node-00 .. node-02"):
+        registry.register("node-07", b"c")
+    with pytest.raises(LookupError, match="device 2, which 'node02' already is"):
+        registry.register("node-02", b"d")
