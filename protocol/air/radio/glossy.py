@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from protocol.air.jit import njit
 
-from protocol.air.loss import ge_advance, link_prob, rng_uniform
+from protocol.air.gilbert_elliott import ge_advance, link_prob
+from protocol.air.rng import rng_uniform
 
 
 @njit(cache=True)

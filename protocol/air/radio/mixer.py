@@ -48,7 +48,8 @@ from __future__ import annotations
 import numpy as np
 from protocol.air.jit import njit
 
-from protocol.air.loss import ge_advance, rng_next, rng_uniform
+from protocol.air.gilbert_elliott import ge_advance
+from protocol.air.rng import rng_next, rng_uniform
 
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_TABLE = np.array(

@@ -20,10 +20,13 @@ import numpy as np
 
 from protocol.air import timing
 from protocol.air.energy import DEFAULT_CONSTANTS, EnergyBreakdown, EnergyConstants, radio_energy_mj
-from protocol.air.loss import GEArrays, LossModel, RoundLoss, stream_seed
+from protocol.air.gilbert_elliott import GEArrays
+from protocol.air.loss_model import LossModel
 from protocol.air.radio.glossy import glossy_batch_kernel
 from protocol.air.radio.mixer import _DEBRUIJN_TABLE, mixer_batch_kernel
-from protocol.air.topology import Topology
+from protocol.air.rng import stream_seed
+from protocol.air.round_loss import RoundLoss
+from protocol.air.topology_record import Topology
 
 PROTOCOLS = ("mixer", "glossy")
 _PROTOCOL_CODE = {"mixer": 1, "glossy": 2}
