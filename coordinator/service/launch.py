@@ -26,7 +26,7 @@ import numpy as np
 from coordinator.backends.interface import NodeBackend
 from coordinator.backends.inprocess import InProcessBackend
 from coordinator.engine.inprocess_link import InProcessLink
-from coordinator.backends.processes import ProcessBackend, node_env, warm_numba_cache
+from coordinator.backends.processes import ProcessBackend, node_env
 from coordinator.service.summary import RunSummary, build_summary
 from coordinator.service.results import RunWriter
 from coordinator.service.server import Coordinator, CoordinatorOptions, RunAborted
@@ -137,8 +137,7 @@ def run_testbed(
             assert isinstance(coord.link, InProcessLink)
             backend = InProcessBackend(coord.link, checkpoint_dir=out / "checkpoints")
         elif launch.spawn_nodes:
-            warm_numba_cache()
-            backend = ProcessBackend(
+            backend = ProcessBackend(  # start_all warms the kernels (the zygote) first
                 connect=coord.endpoints.nodes,
                 n_nodes=setup.config.n_devices,
                 checkpoint_dir=out / "checkpoints",
