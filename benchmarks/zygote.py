@@ -14,7 +14,10 @@ One 20-node GunPoint run per mode (the same coordinator code, the local-process 
   processes that map it, the zygote's included), and what 200 would cost at the same
   per-node figure.
 
-``--zygote-only`` skips the ``python -m node`` run (e.g. ``--nodes 200 --zygote-only``).
+``--zygote-only`` skips the ``python -m node`` run (e.g. ``--nodes 84 --zygote-only``: a run
+has at most 84 devices, one per MiniRocket kernel). ``--idle 200`` forks 200 node processes
+from one zygote against a port nobody listens on (they wait to connect: no shard, no kernels
+run) and reports the time to fork them and what they cost (sum of PSS, machine's used memory).
 
 Run: ``.venv/bin/python benchmarks/zygote.py [--nodes 20] [--epochs 1]``
 """
@@ -127,12 +130,42 @@ def run_mode(zygote: bool, n: int, epochs: int, work: Path) -> dict[str, Any]:
     }
 
 
+def idle(n: int, work: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    used0 = psutil.virtual_memory().used
+    backend = ProcessBackend(connect=endpoint, n_nodes=n, log_dir=work / "logs", mem_limit_mb=1024)
+    backend.prepare()
+    t0 = time.perf_counter()
+    backend.start_all()
+    spawn_s = time.perf_counter() - t0
+    time.sleep(2.0)  # let every child reach its poll loop
+    mem = _memory(list(backend.pids.values()))
+    assert backend.zygote_pid is not None
+    zm = psutil.Process(backend.zygote_pid).memory_full_info()
+    used = psutil.virtual_memory().used - used0
+    alive = sum(1 for code in backend.exit_codes().values() if code is None)
+    backend.terminate(grace_s=0.0)
+    pss = sum(m[1] for m in mem.values()) + zm.pss
+    print(f"{n} idle node processes from one zygote: forked in {spawn_s:.2f} s, {alive} alive; "
+          f"USS {statistics.mean(m[0] for m in mem.values()) / MB:.1f} MB each; sum of PSS "
+          f"{pss / MB:.0f} MB; machine used +{used / MB:.0f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=20)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--zygote-only", action="store_true")
+    p.add_argument("--idle", type=int, default=0, metavar="N")
     a = p.parse_args()
+    if a.idle:
+        with tempfile.TemporaryDirectory(prefix="rocknet-zygote-bench-") as tmp:
+            idle(a.idle, Path(tmp))
+        return
     results = {}
     with tempfile.TemporaryDirectory(prefix="rocknet-zygote-bench-") as tmp:
         for zygote in (True,) if a.zygote_only else (True, False):
@@ -153,7 +186,8 @@ def main() -> None:
         (f"{a.nodes} nodes cost, sum of PSS (MB)", "total_n", "{:.0f}"),
         ("200 nodes would cost (MB)", "total_200", "{:.0f}"),
     ]
-    print(f"GunPoint, {a.nodes} node processes, {a.epochs} epoch(s); both runs {z['phase']}/{p_['phase']}")
+    phases = "/".join(str(r["phase"]) for r in results.values())
+    print(f"GunPoint, {a.nodes} node processes, {a.epochs} epoch(s); run(s) {phases}")
     print(f"{'':36s} {'zygote':>10s} {'python -m node':>15s} {'ratio':>8s}")
     for title, key, fmt in rows:
         ratio = p_[key] / z[key] if z[key] else float("nan")
