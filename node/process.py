@@ -18,7 +18,7 @@ from pathlib import Path
 import zmq
 
 from node.agent import AgentOptions, NodeAgent
-from node.watchdog import RssWatchdog
+from node.watchdog import MemoryWatchdog
 from protocol.net.keys import CurveKeyError
 from protocol.net.sockets import node_dealer
 from protocol.wire.frames import (
@@ -52,7 +52,7 @@ class NodeOptions:
     connect: str
     name: str
     checkpoint_dir: Path | None = None
-    mem_limit_mb: int = 0  # 0: no RSS watchdog
+    mem_limit_mb: int = 0  # 0: no memory (USS) watchdog
     idle_timeout_s: float = 120.0
     curve_dir: Path | None = None
     checkpoint_fsync: bool = False
@@ -170,7 +170,8 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
     p.add_argument("--checkpoint-dir", type=Path, default=env("ROCKNET_CHECKPOINT_DIR"),
                    help="where this node keeps its checkpoint (resumes from it on restart)")
     p.add_argument("--mem-limit-mb", type=int, default=int(env("ROCKNET_MEM_LIMIT_MB", "0")),
-                   help="OS memory cap: stop with a clear message when RSS exceeds it (0: off)")
+                   help="OS memory cap: stop with a clear message when the memory this node owns "
+                        "(USS: shared pages not counted) exceeds it (0: off)")
     p.add_argument("--idle-timeout", type=float, default=float(env("ROCKNET_IDLE_TIMEOUT", "120")),
                    help="give up after this many seconds without a frame from the coordinator")
     p.add_argument("--curve-dir", type=Path, default=env("ROCKNET_CURVE_DIR"),
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: proc.request_stop())
     watchdog = None
     if options.mem_limit_mb > 0:
-        watchdog = RssWatchdog(options.mem_limit_mb, exit_code=EXIT_MEMORY)
+        watchdog = MemoryWatchdog(options.mem_limit_mb, exit_code=EXIT_MEMORY)
         watchdog.start()
     try:
         return proc.run()

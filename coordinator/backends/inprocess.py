@@ -83,6 +83,10 @@ class InProcessBackend:
     def terminate(self, grace_s: float = 10.0) -> None:
         """Nothing to wait for: agents end with the run."""
 
+    def poll_exits(self) -> list[tuple[str, int]]:
+        """Killed in-process devices fail their next send: the engine sees them there."""
+        return []
+
     def exit_codes(self) -> dict[str, int | None]:
         return {self.name(i): None if self.link.connected(self.name(i)) else -signal.SIGKILL
                 for i in range(self.n_nodes)}

@@ -47,6 +47,10 @@ class NodeBackend(Protocol):
         """Stop every device: let them exit by themselves for ``grace_s``, then force them."""
         ...
 
+    def poll_exits(self) -> list[tuple[str, int]]:
+        """``(name, exit code)`` of every device that ended since the last call."""
+        ...
+
     def exit_codes(self) -> dict[str, int | None]:
         """Per node name: its exit code, or None while it runs."""
         ...

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from coordinator.backends.interface import NodeBackend
 from coordinator.backends.inprocess import InProcessBackend
 from coordinator.engine.inprocess_link import InProcessLink
-from coordinator.backends.processes import ProcessBackend, warm_numba_cache
+from coordinator.backends.processes import ProcessBackend
 from coordinator.service.summary import RunSummary, build_summary
 from coordinator.service.results import RunWriter
 from coordinator.service.reference import OFF, Reference, ReferenceResult
@@ -120,8 +120,7 @@ def _start_backend(coord: Coordinator, setup: RunSetup, launch: LaunchOptions, o
         return InProcessBackend(coord.link, checkpoint_dir=out / "checkpoints")
     if not launch.spawn_nodes:
         return None
-    warm_numba_cache()
-    backend = ProcessBackend(
+    backend = ProcessBackend(  # a pre-warmed zygote forks every node (coordinator/backends/processes.py)
         connect=coord.endpoints.nodes,
         n_nodes=setup.config.n_devices,
         checkpoint_dir=out / "checkpoints",
@@ -130,9 +129,8 @@ def _start_backend(coord: Coordinator, setup: RunSetup, launch: LaunchOptions, o
         curve_dir=launch.coordinator.curve_dir,
     )
     backend.start_all()
-    exits = getattr(backend, "poll_exits", None)
-    if exits is not None:  # a node process that dies is down at once, not after a deadline
-        coord.engine.exit_probe = lambda: [name for name, _code in exits()]
+    # A node process that dies is down at once (the zygote reports its exit), not after a deadline.
+    coord.engine.exit_probe = lambda: [name for name, _code in backend.poll_exits()]
     return backend
 
 
