@@ -291,7 +291,10 @@ class RunEngine:
         self.state.exchange = plan.exchange
         message = plan.message()
         expected = {e.identity: e.device for e in self.registry.reachable() if self.send(e.identity, message)}
-        txs, stats = self._collect(plan, expected)
+        collected = self._collect(plan, expected)
+        if collected is None:
+            return  # a stop request came while the devices computed: the exchange never was
+        txs, stats = collected
         alive = np.zeros(self.config.n_devices, dtype=bool)
         for device in txs:
             alive[device] = True
@@ -321,7 +324,8 @@ class RunEngine:
                 self.serve(ahead)
 
     def _collect(self, plan: ExchangePlan, expected: dict[bytes, int]
-                 ) -> tuple[dict[int, Tx], dict[int, TxStats]]:
+                 ) -> tuple[dict[int, Tx], dict[int, TxStats]] | None:
+        """The TXs (and their parsed stats) that came in time; None if the run is stopping."""
         txs: dict[int, Tx] = {}
         stats: dict[int, TxStats] = {}
         start = self.clock.monotonic()
@@ -330,6 +334,8 @@ class RunEngine:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 break
+            if self.state.stop_reason is not None:
+                return None
             arrived = self.poll(min(remaining, POLL_SLICE_S))
             for item in arrived:
                 msg = item.message

@@ -95,11 +95,25 @@ def _router(ctx: zmq.Context[Any], policy: SocketPolicy) -> zmq.Socket[Any]:
     return sock
 
 
+#: ZMTP heartbeats on the node link (ms): a peer silent for HEARTBEAT_TIMEOUT_MS is
+#: disconnected, so a dead container or host is seen in about a second (our choice; ZeroMQ
+#: sends no heartbeats by default and a dead TCP peer stays invisible, DESIGN 5).
+HEARTBEAT_IVL_MS = 250
+HEARTBEAT_TIMEOUT_MS = 1000
+
+
+def _heartbeats(sock: zmq.Socket[Any]) -> None:
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+
+
 def node_router(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
     """The coordinator's ROUTER the nodes connect to (:data:`NODE_ROUTER`, HANDOVER on)."""
     sock = _router(ctx, NODE_ROUTER)
     # A node that comes back under the same name (its routing id) replaces the old link.
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    _heartbeats(sock)
     return sock
 
 
@@ -113,6 +127,7 @@ def node_dealer(ctx: zmq.Context[Any], name: str) -> zmq.Socket[Any]:
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     NODE_DEALER.apply(sock)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    _heartbeats(sock)
     return sock
 
 
