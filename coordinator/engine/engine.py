@@ -298,7 +298,7 @@ class RunEngine:
         alive = np.zeros(self.config.n_devices, dtype=bool)
         for device in txs:
             alive[device] = True
-            self._heard(device, stats[device])
+            self._heard(device, stats.get(device))
         for device in expected.values():
             entry = self.registry.by_device(device)
             if device not in txs and entry is not None and self.registry.missed(entry):
@@ -345,10 +345,10 @@ class RunEngine:
                         continue
                     try:
                         stats[msg.device] = TxStats.from_wire(msg.stats)
-                    except ValueError as exc:  # a device that lies about itself is not heard
-                        self.state.bad_frames += 1
-                        log.warning("dropped a TX of device %d with bad stats: %s", msg.device, exc)
-                        continue
+                    except ValueError as exc:
+                        # Stats are the device's telemetry, not its payloads: the TX still
+                        # counts; its model times and accuracy are just not updated.
+                        log.warning("TX of device %d without usable stats: %s", msg.device, exc)
                     txs[msg.device] = msg
                     now = self.clock.monotonic()
                     # The rest answer soon after, or they are not coming (dead or hung).
@@ -366,13 +366,15 @@ class RunEngine:
                 break  # nobody can answer any more: the rest are silent this exchange
         return txs, stats
 
-    def _heard(self, device: int, stats: TxStats) -> None:
+    def _heard(self, device: int, stats: TxStats | None) -> None:
         entry = self.registry.by_device(device)
         if entry is None:
             return
-        entry.last_stats = stats
         if self.registry.heard(entry):
             self.event("node_up", device=device, name=entry.name)
+        if stats is None:
+            return
+        entry.last_stats = stats
         # The devices' modeled MCU times set the rounds' compute windows (coordinator/engine/medium.py).
         self.air.sample_s[device] = stats.model_sample_s
         self.air.step_s[device] = stats.model_step_s

@@ -60,6 +60,15 @@ def _optional_int(data: dict[str, Any], key: str, what: str) -> int | None:
     return _int(data, key, what, minimum=0) if key in data else None
 
 
+def _with_counters(out: dict[str, Any], bad_frames: int | None, stale_frames: int | None) -> dict[str, Any]:
+    """``out`` plus the agent's frame counters that are known (the wire leaves out the rest)."""
+    if bad_frames is not None:
+        out["bad_frames"] = bad_frames
+    if stale_frames is not None:
+        out["stale_frames"] = stale_frames
+    return out
+
+
 @dataclass(frozen=True)
 class PassRecord:
     """One pass (training epoch or evaluation) as one device saw it.
@@ -167,11 +176,7 @@ class TxStats:
             out["train"] = self.train.to_wire()
         if self.eval is not None:
             out["eval"] = self.eval.to_wire()
-        if self.bad_frames is not None:
-            out["bad_frames"] = self.bad_frames
-        if self.stale_frames is not None:
-            out["stale_frames"] = self.stale_frames
-        return out
+        return _with_counters(out, self.bad_frames, self.stale_frames)
 
     @classmethod
     def from_wire(cls, data: object) -> Self:
@@ -215,11 +220,7 @@ class FinalMetrics:
             out["weights_digest"] = self.weights_digest
         if self.ram_bytes is not None:
             out["ram_bytes"] = self.ram_bytes
-        if self.bad_frames is not None:
-            out["bad_frames"] = self.bad_frames
-        if self.stale_frames is not None:
-            out["stale_frames"] = self.stale_frames
-        return out
+        return _with_counters(out, self.bad_frames, self.stale_frames)
 
     @classmethod
     def from_wire(cls, data: object) -> Self:
