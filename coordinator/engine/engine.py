@@ -20,7 +20,8 @@ from coordinator.engine.exchanges import ExchangePlan, deliver, plan_exchanges, 
 from coordinator.engine.link import Inbound, NodeLink, SendStatus
 from coordinator.engine.medium import Air, RoundOutcome
 from coordinator.engine.records import EventRecord, NodeRoundView, RoundRecord
-from coordinator.engine.registry import DOWN, NodeEntry, Registry
+from coordinator.engine.views import node_round_views
+from coordinator.engine.registry import DOWN, Registry
 from coordinator.engine.setup import RunSetup
 from coordinator.engine.state import (
     FAILED,
@@ -393,10 +394,7 @@ class RunEngine:
 
     def node_views(self) -> list[NodeRoundView]:
         """Per node, as a round record shows it (read straight from the totals arrays)."""
-        t = self.air.totals
-        energy = np.round(t.energy_mj, 6).tolist()
-        rx, lost, tx = t.rx_packets.tolist(), t.lost_packets.tolist(), t.tx_slots.tolist()
-        return [_view(e, energy, rx, lost, tx) for e in self.registry.entries()]
+        return node_round_views(self.registry.entries(), self.air.totals)
 
     # ------------------------------------------------------------------ the end
     def stop_nodes(self) -> None:
@@ -430,9 +428,3 @@ class RunEngine:
     @property
     def exchange_mode(self) -> str:
         return "lockstep" if (self.options.lockstep or self.options.realtime) else "batch"
-
-
-def _view(e: NodeEntry, energy: list[float], rx: list[int], lost: list[int], tx: list[int]) -> NodeRoundView:
-    ram = None if e.last_stats is None else e.last_stats.ram_bytes
-    return NodeRoundView(id=e.device, status=DOWN if e.forced_down else e.status, ram_bytes=ram, energy_mj=energy[e.device],
-                         rx_packets=rx[e.device], lost_packets=lost[e.device], tx_slots=tx[e.device])
