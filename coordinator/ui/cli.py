@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a local testbed: coordinator + N node processes")
     _add_run_flags(run)
     run.add_argument("--mem-limit-mb", type=int, default=_env("mem_limit_mb", 1024),
-                     help="OS memory cap per node process (RSS watchdog), MB")
+                     help="OS memory cap per node process (a watchdog on its USS: what it owns, not the pages it shares with the zygote), MB")
     run.add_argument("--backend", choices=("processes", "inprocess"), default=_env("backend", "processes"),
                      help="processes: one OS process per device (default); inprocess: every "
                           "device inside this process, no sockets (same model bit for bit, faster)")
