@@ -55,6 +55,8 @@ log = logging.getLogger("rocknet.zygote")
 #: Seconds the zygote gives its children to stop after SIGTERM when it is told to go.
 STOP_GRACE_S = 3.0
 PR_SET_PDEATHSIG = 1
+#: Signals blocked around a fork (see :meth:`Zygote` spawn).
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
 
 def _pdeathsig(sig: int = signal.SIGTERM) -> None:
@@ -171,11 +173,18 @@ class Zygote:
         sys.stdout.flush()
         sys.stderr.flush()
         gc.freeze()  # whatever the loop allocated since the last fork joins the shared heap
+        # Stop signals stay pending across the fork until the child has reset the zygote's
+        # handlers: a SIGTERM in between (the zygote dying at once) must kill the child, not
+        # run the zygote's handler in it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             self.reply({"error": f"fork failed: {exc}", "id": req.get("id"), "spawn": name})
             return
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         if pid == 0:  # the child: never returns
             code = 1
             try:
