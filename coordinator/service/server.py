@@ -322,8 +322,11 @@ class Coordinator:
     # ------------------------------------------------------------------ phases
     def wait_for_nodes(self) -> None:
         """Block until every device registered (serving control meanwhile)."""
-        log.info("waiting for %d nodes on %s", self.config.n_devices, self.endpoints.nodes or "this process")
+        self._log_waiting()
         self.engine.wait_for_nodes()
+
+    def _log_waiting(self) -> None:
+        log.info("waiting for %d nodes on %s", self.config.n_devices, self.endpoints.nodes or "this process")
 
     def run(self) -> None:
         """The whole run: registration (or resume), every exchange, then STOP and FINALs."""
@@ -337,7 +340,7 @@ class Coordinator:
                 self.engine.stop_nodes()
                 raise
         else:
-            log.info("waiting for %d nodes on %s", self.config.n_devices, self.endpoints.nodes or "this process")
+            self._log_waiting()
         self.engine.run(first_plan=first)
 
     # ------------------------------------------------------------------ status

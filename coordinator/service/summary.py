@@ -164,10 +164,12 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
         ))
     # The initiator's view (lowest device id that scored the test set).
     test_acc = accuracies[min(accuracies)] if accuracies else None
-    by_mode = _mode_summary(engine, setup, nodes, finals)
+    # Without shared labels only the owners scored the test set: their counts summed.
+    owners = None
     if setup.config.mode != TrainingMode.ROCKNET:
         owners = aggregate_pass(_last_eval(f) for f in finals.values())
         test_acc = owners.accuracy if owners else None
+    by_mode = _mode_summary(engine, setup, nodes, finals, owners)
     rx = int(engine.air.totals.rx_packets.sum())
     lost = int(engine.air.totals.lost_packets.sum())
     walls = engine.exchange_wall_s
@@ -189,14 +191,13 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
 
 
 def _mode_summary(engine: RunEngine, setup: RunSetup, nodes: list[NodeSummary],
-                  finals: dict[int, FinalMetrics]) -> ModeSummary:
+                  finals: dict[int, FinalMetrics], owners: PassRecord | None) -> ModeSummary:
     config, stream = setup.config, setup.stream
     train_samples = int((stream.kind == KIND_TRAIN).sum())
     traffic = engine.air.traffic
     rams = [n.ram_bytes for n in nodes if n.ram_bytes]
     test_scored = None
     if config.mode != TrainingMode.ROCKNET:
-        owners = aggregate_pass(_last_eval(f) for f in finals.values())
         test_scored = owners.total if owners else 0
     replicas = None
     if config.mode == TrainingMode.DATA_PARALLEL:
