@@ -137,7 +137,9 @@ class NodeAgent:
         fields = device.tx_payload(msg)
         stats = replace(device.take_tx_stats(), bad_frames=self.bad_frames,
                         stale_frames=self.stale_frames)
-        return [Tx(exchange=msg.exchange, device=device.device, stats=stats.to_wire(), **fields)]
+        # Built from the device's typed payload, unchecked: the coordinator's decode checks it.
+        return [Tx.build(exchange=msg.exchange, device=device.device, stats=stats.to_wire(),
+                         **fields)]
 
     def _on_rx(self, msg: Rx) -> None:
         device = self.device

@@ -75,7 +75,7 @@ class ExchangePlan:
         return self.series_from if self.series_to > self.series_from else self.logits_from
 
     def message(self) -> Round:
-        return Round(
+        return Round.build(  # built here from typed plan fields: decode validates
             exchange=self.exchange,
             series_from=self.series_from,
             series_to=self.series_to,
@@ -159,7 +159,7 @@ def _rocknet_plans(stream: Stream, lockstep: bool) -> list[ExchangePlan]:
 
 
 def _empty_rx(exchange: int, n_devices: int, n_classes: int, series_length: int) -> Rx:
-    return Rx(
+    return Rx.build(
         exchange=exchange,
         series_items=np.zeros(0, np.int32),
         series=np.zeros((0, series_length), np.int8),
@@ -222,7 +222,7 @@ def deliver(plan: ExchangePlan, txs: dict[int, Tx], air: Air) -> dict[int, Rx]:
             if int(stream.owner[t]) == device or _grad_ok(air, stream.grad_round(t))[device]
         ]
         sync_sources = [j for j in sorted(syncs[1]) if j != device and syncs[0][device, j]]
-        out[device] = Rx(
+        out[device] = Rx.build(  # typed arrays built here: the receiver's decode validates
             exchange=plan.exchange,
             series_items=np.asarray(s_items, np.int32),
             series=np.asarray([series_by_item[t][0] for t in s_items], np.int8).reshape(len(s_items), length),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from node.device.base import DeviceBase, DeviceData, ExchangeStats, PassMetrics, score
+from node.device.base import DeviceBase, DeviceData, ExchangeStats, PassMetrics, score, score_rows
 from node.mcu import cycles
 from node.mcu.memory import Ledger
 from node.mcu.memory import check as check_ram
@@ -181,12 +181,67 @@ class Device(DeviceBase):
         logits arrived. This device's own part is always used.
         """
         started = time.perf_counter()
-        policy = self.config.missing_policy
-        for row, item in enumerate(items.tolist()):
-            if not 0 <= item < self.stream.n_items:
-                continue
-            self._consume(item, logits[row], mask[row], policy)
+        if not self._consume_complete(items, logits, mask):
+            policy = self.config.missing_policy
+            for row, item in enumerate(items.tolist()):
+                if not 0 <= item < self.stream.n_items:
+                    continue
+                self._consume(item, logits[row], mask[row], policy)
         self.stats.compute_wall_s += time.perf_counter() - started
+
+    def _consume_complete(self, items: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> bool:
+        """The common case of :meth:`receive_logits` as whole arrays: every partial logit of
+        new, consecutive non-calibration items arrived and this device has their series.
+
+        Bitwise what :meth:`_consume` does item by item (the device-order float32 sum is
+        elementwise, :meth:`ShardHead.accumulate_batch` adds rows in order, scores are added
+        in order); returns False, having changed nothing, when the case does not apply.
+        """
+        stream, n = self.stream, len(items)
+        if n == 0 or not bool(mask.all(axis=0)[np.arange(self.config.n_devices) != self.device].all()):
+            return False
+        item_list = items.tolist()
+        first, last = item_list[0], item_list[-1]
+        if (first <= self.processed_item or last >= stream.n_items
+                or item_list != list(range(first, last + 1))
+                or bool((stream.kind[first:last + 1] == KIND_CALIB).any())
+                or any(t not in self._own_logits for t in item_list)):
+            return False
+        parts = np.array(logits, dtype=np.float32)  # [m, N, C]
+        parts[:, self.device] = np.stack([self._own_logits.pop(t) for t in item_list])
+        totals = sum_partial_logits(parts.transpose(1, 0, 2))  # devices in order, per item
+        self._last_logits[:] = parts[-1]
+        self._have_last[:] = True
+        labels = np.fromiter((self._label_of(t) for t in item_list), dtype=np.int64, count=n)
+        # Runs of one pass that end at an optimizer step at the latest.
+        cuts = [0]
+        for row in range(1, n):
+            prev, cur = item_list[row - 1], item_list[row]
+            if (stream.step_after[prev] or stream.kind[prev] != stream.kind[cur]
+                    or stream.epoch[prev] != stream.epoch[cur]):
+                cuts.append(row)
+        cuts.append(n)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            seg = item_list[a:b]
+            metrics = self._pass(seg[0])
+            score_rows(metrics, totals[a:b], labels[a:b])
+            if stream.kind[seg[0]] == KIND_TRAIN:
+                feats = self._scaled(self._features_of(seg))
+                self.head.accumulate_batch(feats, totals[a:b], labels[a:b])
+                for _ in seg:  # added one by one, as :meth:`_consume` does
+                    self.stats.compute_modeled_s += self._grad_s
+                if stream.step_after[seg[-1]]:
+                    self._step()
+            self.processed_item = seg[-1]
+        for t in item_list:
+            if not self.owns(t):
+                self._series.pop(t, None)
+        return True
+
+    def _label_of(self, item: int) -> int:
+        have = self.series_of(item)
+        assert have is not None  # own logits exist only for items whose series is here
+        return have[1]
 
     def skip_items(self, first_item: int, stop_item: int) -> None:
         """Items whose logits exchange this device missed entirely (it was silent/off)."""

@@ -7,6 +7,8 @@ float), ``str``, ``bool``, ``dict`` / ``list`` (values checked by
 dimension count given by :func:`array_field`; each may be ``X | None``. Fields are checked
 when a message is built (numpy scalars are turned into Python scalars), so a bad message
 fails at the sender with the same :class:`ProtocolError` the receiver would raise.
+:meth:`Message.build` skips those checks for the few messages a process builds itself on
+its hot path (ROUND, TX, RX): their bytes are still validated where they are decoded.
 The wire envelope and the catalogue of messages are in :mod:`protocol.wire.frames`.
 """
 
@@ -81,6 +83,9 @@ def register(cls: type[M]) -> type[M]:
     if {"v", "t"} & {f.name for f in fields}:  # the envelope of protocol.wire.frames
         raise TypeError(f"{cls.__name__}: 'v' and 't' are reserved for the envelope")
     cls._FIELDS = fields
+    cls._DEFAULTS = {f.name: (f.default, f.default_factory) for f in dataclasses.fields(cls)
+                     if f.default is not dataclasses.MISSING
+                     or f.default_factory is not dataclasses.MISSING}
     _REGISTRY[cls.TYPE] = cls
     return cls
 
@@ -132,6 +137,33 @@ class Message:
 
     TYPE: ClassVar[str] = ""
     _FIELDS: ClassVar[tuple[_Field, ...]] = ()
+    #: field name -> (default, default factory), one of them MISSING
+    _DEFAULTS: ClassVar[dict[str, tuple[Any, Any]]] = {}
+
+    @classmethod
+    def build(cls: type[M], **values: Any) -> M:
+        """``cls(**values)`` without the field and cross-field checks.
+
+        For messages this process builds itself from typed values on the exchange path,
+        where the checks cost more than the work (a ROUND, TX and RX per device per
+        exchange). The receiver still validates the bytes (:func:`protocol.wire.frames.decode`),
+        so a wrong value fails there with the same :class:`ProtocolError`. Unknown or
+        missing fields are a ``TypeError`` here, as with the constructor.
+        """
+        names = {spec.name for spec in cls._FIELDS}
+        if unknown := values.keys() - names:
+            raise TypeError(f"{cls.__name__}.build: unknown field(s) {', '.join(sorted(unknown))}")
+        msg = object.__new__(cls)
+        for spec in cls._FIELDS:
+            if spec.name in values:
+                value = values[spec.name]
+            elif spec.name in cls._DEFAULTS:
+                default, factory = cls._DEFAULTS[spec.name]
+                value = factory() if default is dataclasses.MISSING else default
+            else:
+                raise TypeError(f"{cls.__name__}.build: missing field {spec.name!r}")
+            object.__setattr__(msg, spec.name, value)
+        return msg
 
     def __post_init__(self) -> None:
         budget = codec.Budget(codec.MAX_OBJECTS - ENVELOPE_OBJECTS)

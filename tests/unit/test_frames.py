@@ -718,3 +718,27 @@ def test_register_refuses_mistakes() -> None:
             v: int
 
     assert not {"TEST_EQ", "TEST_TUP", "TEST_RES"} & set(message_types())
+
+
+@pytest.mark.parametrize("cls", [Round, Tx, Rx], ids=lambda c: c.TYPE)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_build_without_checks_gives_the_checked_message_and_the_same_bytes(
+        cls: type[Message], data: st.DataObject) -> None:
+    msg = data.draw(STRATEGIES[cls])
+    values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    built = cls.build(**values)
+    assert built == msg
+    assert encode(built) == encode(msg)
+
+
+def test_a_built_bad_value_is_refused_where_it_is_decoded() -> None:
+    good = Round(exchange=1, series_from=0, series_to=2, logits_from=0, logits_to=1)
+    bad = Round.build(exchange=1, series_from=2, series_to=0, logits_from=0, logits_to=1)
+    assert decode(encode(good), expect=Round) == good
+    with pytest.raises(ProtocolError, match="ROUND"):
+        decode(encode(bad), expect=Round)
+    with pytest.raises(TypeError, match="missing field 'logits_to'"):
+        Round.build(exchange=1, series_from=0, series_to=2, logits_from=0)
+    with pytest.raises(TypeError, match="unknown field"):
+        Round.build(exchange=1, series_from=0, series_to=2, logits_from=0, logits_to=1, x=3)

@@ -109,3 +109,16 @@ def test_a_pass_of_the_wrong_kind_or_impossible_counts_is_refused() -> None:
 def test_a_bad_final_map_is_refused(final: Any) -> None:
     with pytest.raises(ValueError):
         FinalMetrics.from_wire(final)
+
+
+def test_scoring_rows_at_once_is_bitwise_scoring_them_one_by_one() -> None:
+    from node.device.base import PassMetrics, score, score_rows
+
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((37, 6)) * 5).astype(np.float32)
+    labels = rng.integers(0, 6, size=37)
+    one, rows = PassMetrics("train", 0), PassMetrics("train", 0)
+    for z, y in zip(logits, labels):
+        score(one, z, int(y))
+    score_rows(rows, logits, labels)
+    assert (rows.loss_sum, rows.correct, rows.total) == (one.loss_sum, one.correct, one.total)
