@@ -198,7 +198,7 @@ class Device(DeviceBase):
         in order); returns False, having changed nothing, when the case does not apply.
         """
         stream, n = self.stream, len(items)
-        if n == 0 or not bool(mask.all(axis=0)[np.arange(self.config.n_devices) != self.device].all()):
+        if n == 0 or not bool(np.delete(mask, self.device, axis=1).all()):  # own column: ours
             return False
         item_list = items.tolist()
         first, last = item_list[0], item_list[-1]
