@@ -238,7 +238,8 @@ class Coordinator:
 
     def record_round(self, record: RoundRecord) -> None:
         line = record.to_json()
-        self.feed.send(encode(FeedRound(round=record.round_no, data=line)))
+        # Built from the record's plain values, unchecked: a monitor's decode checks the frame.
+        self.feed.send(encode(FeedRound.build(round=record.round_no, data=line)))
         if self.writer is not None:
             self.writer.record(line, plain=True)
         if self.on_round is not None:
