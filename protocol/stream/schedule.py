@@ -9,7 +9,8 @@ logits of item ``t`` in round ``t + 1`` (the paper's pipelining). The stream is:
 2. per epoch ``e``: the training samples (``KIND_TRAIN``) in the order
    ``np.random.default_rng([seed, e]).permutation(n_train)``; an optimizer step follows the
    last item of each batch of ``batch_size`` consecutive training items of that epoch (the
-   last, partial batch of an epoch steps too);
+   last, partial batch of an epoch steps too); a calibration or evaluation pass is one batch
+   (no step waits on it, so batch mode exchanges it in one pair);
 3. every ``eval_every`` epochs and after the last epoch: an evaluation pass (``KIND_EVAL``)
    over the test set in index order (forward only).
 
@@ -314,8 +315,11 @@ def build_stream(
         owners.append(owner_table[order])
         epochs.append(np.full(n, epoch, dtype=np.int32))
         step = np.zeros(n, dtype=bool)
-        for a in range(0, n, config.batch_size):
-            b = min(a + config.batch_size, n)
+        # A training pass goes in optimizer batches; a forward-only pass (calibration,
+        # evaluation) has no step to wait for, so it travels as one batch (one exchange pair).
+        span = config.batch_size if kind == KIND_TRAIN else max(n, 1)
+        for a in range(0, n, span):
+            b = min(a + span, n)
             batches.append((cursor + a, cursor + b))
             if kind == KIND_TRAIN:
                 step[b - 1] = True
