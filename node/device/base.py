@@ -260,8 +260,11 @@ class DeviceBase(ABC):
         with them.
         """
         latest: dict[str, PassRecord] = {}
-        for p in reversed(self.passes):
-            latest.setdefault(p.kind, p.record())
+        for p in reversed(self.passes):  # the latest pass of each kind
+            if p.kind not in latest:
+                latest[p.kind] = p.record()
+                if len(latest) == 2:
+                    break
         out = TxStats(
             compute_wall_s=self.stats.compute_wall_s,
             compute_modeled_s=self.stats.compute_modeled_s,

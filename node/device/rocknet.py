@@ -105,11 +105,8 @@ class Device(DeviceBase):
 
         Returns ``(items int32[k], series int8[k, L], labels int16[k])``.
         """
-        items = [
-            r
-            for r in range(max(first_round, 0), min(stop_round, self.stream.n_items))
-            if self.owns(r)
-        ]
+        a, b = max(first_round, 0), min(stop_round, self.stream.n_items)
+        items = (np.flatnonzero(self.stream.owner[a:b] == self.device) + a).tolist() if b > a else []
         series = np.zeros((len(items), self.config.series_length), dtype=np.int8)
         labels = np.zeros(len(items), dtype=np.int16)
         for row, item in enumerate(items):
@@ -125,11 +122,13 @@ class Device(DeviceBase):
         optimizer steps are done). Returns ``(items int32[m], logits float32[m, C])``.
         """
         started = time.perf_counter()
-        items = [
-            t
-            for t in range(max(first_item, 0), min(stop_item, self.stream.n_items))
-            if self.stream.kind[t] != KIND_CALIB and self.series_of(t) is not None
-        ]
+        a, b = max(first_item, 0), min(stop_item, self.stream.n_items)
+        items: list[int] = []
+        if b > a:
+            own = (self.stream.owner[a:b] == self.device).tolist()
+            calib = (self.stream.kind[a:b] == KIND_CALIB).tolist()
+            items = [t for t, mine, cal in zip(range(a, b), own, calib)
+                     if not cal and (mine or t in self._series)]
         if items and not self._scaler_done:
             self._finish_calibration()
         if not items:
@@ -159,14 +158,16 @@ class Device(DeviceBase):
 
         Calibration items (own ones included) update this device's feature statistics.
         """
+        a, b = max(first_round, 0), min(stop_round, self.stream.n_items)
         delivered = {int(t): row for row, t in enumerate(items.tolist())}
-        calib_items: list[int] = []
-        for t in range(max(first_round, 0), min(stop_round, self.stream.n_items)):
-            if t in delivered and not self.owns(t):
+        for t in sorted(delivered):  # in round order
+            if a <= t < b and not self.owns(t):
                 row = delivered[t]
                 self._series[t] = (np.array(series[row], dtype=np.int8), int(labels[row]))
-            if self.stream.kind[t] == KIND_CALIB and self.series_of(t) is not None:
-                calib_items.append(t)
+        calib_items: list[int] = []
+        if b > a and bool((self.stream.kind[a:b] == KIND_CALIB).any()):
+            calib_items = [t for t in range(a, b)
+                           if self.stream.kind[t] == KIND_CALIB and self.series_of(t) is not None]
         if calib_items and not self._scaler_done and self.scaler is not None:
             started = time.perf_counter()
             self.scaler.update(self._features_of(calib_items))
