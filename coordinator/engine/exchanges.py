@@ -6,10 +6,12 @@ series of rounds ``[series_from, series_to)`` and the partial logits of items
 
 - lockstep: one exchange per round ``r``: the series of item ``r`` and the logits of item
   ``r - 1``, exactly as the radio rounds happen;
-- batch (default): per optimizer batch ``[a, b)`` of the stream, exchange A carries the
-  series of rounds ``[a, b)`` and exchange B the partial logits of items ``[a, b)``. ``W``
-  changes only at optimizer steps, so every partial logit of a batch uses the same weights and
-  nodes compute them at once. Each round's air is drawn once (cached), so both modes deliver
+- batch (default): per optimizer batch ``[a, b)`` of the stream, one exchange carries the
+  series of rounds ``[a, b)`` together with the partial logits of the previous batch, and the
+  next one the partial logits of items ``[a, b)`` (with the series of the batch after it):
+  one exchange per batch, pipelined as the radio rounds are. ``W`` changes only at optimizer
+  steps, so every partial logit of a batch uses the same weights and nodes compute them at
+  once. Each round's air is drawn once (cached), so both modes deliver
   the same payloads and train bitwise the same model.
 
 Other modes (docs/modes.md):
@@ -151,10 +153,15 @@ def _rocknet_plans(stream: Stream, lockstep: bool) -> list[ExchangePlan]:
                 )
             )
         return plans
+    # Pipelined as the radio rounds are: the exchange that carries the partial logits of
+    # batch k also carries the series of batch k + 1 (series need no weights).
+    pending: tuple[int, int] | None = None  # the batch whose logits are still to travel
     for a, b in stream.batches:
-        plans.append(ExchangePlan(len(plans), a, b, 0, 0))
-        if stream.needs_logits(a):
-            plans.append(ExchangePlan(len(plans), 0, 0, a, b))
+        la, lb = pending if pending is not None else (0, 0)
+        plans.append(ExchangePlan(len(plans), a, b, la, lb))
+        pending = (a, b) if stream.needs_logits(a) else None
+    if pending is not None:
+        plans.append(ExchangePlan(len(plans), 0, 0, *pending))
     return plans
 
 
