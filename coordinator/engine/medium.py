@@ -200,9 +200,14 @@ class Air:
         """A :class:`RoundOutcome` with its per-message delivery masks."""
         at_devices = air.decoded[self.device_nodes]  # [N, G]
         series_ok = _message_ok(at_devices, packets.series_packets)
-        logits_ok = np.stack(
-            [_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1
-        ) if packets.logits_packets else np.zeros((self.n_devices, 0), dtype=bool)
+        lengths = {len(ids) for ids in packets.logits_packets}
+        if len(lengths) == 1 and 0 not in lengths:  # every source k packets: one gather
+            ids = np.asarray(packets.logits_packets, dtype=np.int64)  # [sources, k]
+            logits_ok = at_devices[:, ids].all(axis=2)
+        elif packets.logits_packets:
+            logits_ok = np.stack([_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1)
+        else:
+            logits_ok = np.zeros((self.n_devices, 0), dtype=bool)
         grad_ok = _message_ok(at_devices, packets.grad_packets)
         sync_ok = np.ones((self.n_devices, self.n_devices), dtype=bool)
         for source, ids in enumerate(packets.sync_packets):
