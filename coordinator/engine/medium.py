@@ -202,8 +202,8 @@ class Air:
         series_ok = _message_ok(at_devices, packets.series_packets)
         lengths = {len(ids) for ids in packets.logits_packets}
         if len(lengths) == 1 and 0 not in lengths:  # every source k packets: one gather
-            ids = np.asarray(packets.logits_packets, dtype=np.int64)  # [sources, k]
-            logits_ok = at_devices[:, ids].all(axis=2)
+            table = np.asarray(packets.logits_packets, dtype=np.int64)  # [sources, k]
+            logits_ok: np.ndarray = np.asarray(at_devices[:, table].all(axis=2), dtype=bool)
         elif packets.logits_packets:
             logits_ok = np.stack([_message_ok(at_devices, ids) for ids in packets.logits_packets], axis=1)
         else:
