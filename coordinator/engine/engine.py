@@ -34,6 +34,7 @@ from coordinator.engine.state import (
     RUNNING,
     WAITING,
     EngineOptions,
+    ExchangeDone,
     ExchangeHook,
     RunAborted,
     RunSink,
@@ -57,7 +58,7 @@ from protocol.wire.stats import TxStats
 
 log = logging.getLogger("rocknet.coordinator")
 
-__all__ = ["RunEngine", "RunAborted", "EngineOptions", "RunState", "RunSink", "ExchangeHook",
+__all__ = ["RunEngine", "RunAborted", "EngineOptions", "RunState", "RunSink", "ExchangeDone", "ExchangeHook",
            "WAITING", "RUNNING", "PAUSED", "FINISHED", "FAILED"]
 
 class RunEngine:
@@ -244,6 +245,11 @@ class RunEngine:
             for item in self.poll(0.1):
                 self._early_frame(item)
 
+    def request_stop(self, reason: str) -> None:
+        """End the run before its next exchange (an exchange under way is abandoned: its
+        TXs are not waited for); STOP and the FINALs follow."""
+        self.state.stop_reason = reason
+
     def resume(self, next_plan: int, pending_rx: dict[int, Rx]) -> None:
         """Go on from a checkpoint: wait for the restored nodes, re-send their last RXs."""
         self.resumed_from = next_plan
@@ -315,7 +321,7 @@ class RunEngine:
             self.publish_round(outcome)
         self.air.forget_before(plan.first_round)
         if self.on_exchange is not None:  # checkpoint before the RXs leave: a restart re-sends these
-            self.on_exchange(plan.exchange + 1, rxs)
+            self.on_exchange(ExchangeDone(plan.exchange + 1, rxs, outcomes, plan.first_round))
         for identity, device in expected.items():
             self.send(identity, rxs[device])
         self.exchange_wall_s.append(time.perf_counter() - started)

@@ -157,6 +157,14 @@ class Air:
         self.sample_s = sample_s
         self.step_s = step_s
 
+    def replay(self, outcome: RoundOutcome) -> None:
+        """Take back a round resolved before a restart (the coordinator's replay log): cached
+        and accounted exactly as :meth:`resolve_until` did, with the same ``sample_s`` and
+        ``step_s``, so the totals come out bitwise the same."""
+        self._cache[outcome.round_no] = outcome
+        self._account(outcome)
+        self.next_round = outcome.round_no + 1
+
     def resolve_until(self, stop_round: int, alive_devices: np.ndarray) -> list[RoundOutcome]:
         """Resolve every round below ``stop_round`` not yet resolved, in order."""
         new: list[RoundOutcome] = []

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from coordinator.engine.medium import RoundOutcome
 from coordinator.engine.records import EventRecord, RoundRecord, RunningAccuracy
 from protocol.wire.frames import Rx
 
@@ -70,6 +71,15 @@ class RunSink(Protocol):
     def record_round(self, record: RoundRecord) -> None: ...
 
 
-#: Called after an exchange's air is resolved and before its RXs leave (the checkpoint):
-#: ``(next_plan, rx by device)``.
-ExchangeHook = Callable[[int, dict[int, Rx]], None]
+@dataclass(frozen=True)
+class ExchangeDone:
+    """What an exchange changed, handed to the checkpoint before its RXs leave."""
+
+    next_plan: int  # the plan a restart goes on with
+    rxs: dict[int, Rx]  # by device: what a restart sends again
+    resolved: list[RoundOutcome]  # the rounds this exchange resolved, in round order
+    forget_before: int  # the air dropped its cached rounds below this one
+
+
+#: Called after an exchange's air is resolved and before its RXs leave (the checkpoint).
+ExchangeHook = Callable[[ExchangeDone], None]

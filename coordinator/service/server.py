@@ -31,6 +31,7 @@ from coordinator.engine.engine import (
     RUNNING,
     WAITING,
     EngineOptions,
+    ExchangeDone,
     RunAborted,
     RunEngine,
     RunState,
@@ -43,6 +44,7 @@ from coordinator.engine.records import EventRecord, RoundRecord
 from coordinator.engine.registry import Registry
 from coordinator.engine.setup import RunSetup
 from coordinator.service import run_checkpoint
+from coordinator.service.replay_log import CHECKPOINT_INTERVAL_S, Checkpointer
 from coordinator.service.control import ControlHandler
 from coordinator.service.results import RunWriter
 from coordinator.service.scenario import ScenarioEvent
@@ -90,6 +92,8 @@ class CoordinatorOptions:
     realtime: bool = False
     curve_dir: Path | None = None
     in_process: bool = False  # the devices run inside this process (no node socket)
+    #: longest wall time between full checkpoints, s (the replay log covers the rest)
+    checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(deadline_s=self.deadline_s, register_timeout_s=self.register_timeout_s,
@@ -146,6 +150,9 @@ class Coordinator:
         self.control = ControlHandler(self, scenario)
         self.engine.air.before_round = self.control.apply_due
         self.engine.on_exchange = self._checkpoint
+        self.checkpointer = (None if self.checkpoint_path is None
+                             else Checkpointer(self.checkpoint_path, self.engine,
+                                               options.checkpoint_interval_s))
 
     # ------------------------------------------------------------------ links
     def _zmq_link(self) -> ZmqLink:
@@ -216,6 +223,8 @@ class Coordinator:
         return self.engine.resumed_from
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.link.close()
         for sock in (self.feed, self.ctl):
             sock.close(linger=0)
@@ -258,7 +267,7 @@ class Coordinator:
 
     def request_stop(self, reason: str) -> None:
         """End the run after the current exchange; FINALs are collected (``rocknet stop``)."""
-        self.state.stop_reason = reason
+        self.engine.request_stop(reason)
 
     def _serve_control(self) -> None:
         for _ in range(_CONTROL_BURST):
@@ -295,19 +304,18 @@ class Coordinator:
             pass
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint(self, next_plan: int, rxs: dict[int, Rx]) -> None:
-        if self.checkpoint_path is None:
+    def _checkpoint(self, done: ExchangeDone) -> None:
+        if self.checkpointer is None:
             return
         offset = self.writer.flush() if self.writer is not None else 0
-        pending = {device: encode(rx) for device, rx in rxs.items()}
-        run_checkpoint.save(self.checkpoint_path, self.engine, next_plan, pending, offset,
-                            self.control.pending)
+        pending = {device: encode(rx) for device, rx in done.rxs.items()}
+        self.checkpointer.save(done, pending, offset, self.control.pending)
 
     def _resume(self) -> int:
         """Restore from the checkpoint; wait for the nodes; re-send the last RXs."""
-        assert self.checkpoint_path is not None
+        assert self.checkpointer is not None
         try:
-            resume = run_checkpoint.load(self.checkpoint_path, self.engine)
+            resume = self.checkpointer.load()
         except run_checkpoint.CoordinatorCheckpointError as exc:
             raise RunAborted(str(exc)) from exc
         self.control.pending = resume.scenario

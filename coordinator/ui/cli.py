@@ -78,6 +78,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds a node has to answer a ROUND before it is silent for it")
     p.add_argument("--down-after", type=int, default=_env("down_after", 3),
                    help="silent exchanges in a row before a node is reported down")
+    p.add_argument("--checkpoint-interval", type=float, default=_env("checkpoint_interval", 1.0),
+                   help="seconds between full coordinator checkpoints; the exchanges in between "
+                        "go to the replay log (default %(default)s)")
     p.add_argument("--scenario", type=Path, default=_env("scenario", None),
                    help="TOML file of timed fault events")
     p.add_argument("--out", type=Path, default=_env("out", None),
@@ -193,6 +196,7 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
         host=a.host, node_port=a.node_port, feed_port=a.feed_port, control_port=a.control_port,
         deadline_s=a.deadline, down_after=a.down_after, lockstep=a.lockstep, realtime=a.realtime,
         curve_dir=a.curve_dir, in_process=getattr(a, "backend", "processes") == "inprocess",
+        checkpoint_interval_s=a.checkpoint_interval,
     )
     launch = LaunchOptions(
         out_dir=out, coordinator=options, spawn_nodes=spawn_nodes,

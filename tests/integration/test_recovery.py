@@ -44,13 +44,15 @@ def rounds_logged(path: Path) -> list[int]:
 
 
 def test_coordinator_kill_9_and_restart_resumes_without_counting_a_round_twice(tmp_path: Path) -> None:
+    # One full checkpoint at the first exchange, every later one in the replay log: the
+    # restart must rebuild the run from the log.
     out = tmp_path / "run"
     ports = [free_port() for _ in range(3)]
     coordinator_cmd = [
         sys.executable, "-m", "coordinator.ui.cli", "coordinator", "--quiet", "--no-reference",
         "--nodes", "3", "--dataset", "GunPoint", "--epochs", "25", "--num-features", "2000",
         "--out", str(out), "--node-port", str(ports[0]), "--feed-port", str(ports[1]),
-        "--control-port", str(ports[2]), "--deadline", "30",
+        "--control-port", str(ports[2]), "--deadline", "30", "--checkpoint-interval", "1000",
     ]
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     coord = subprocess.Popen(coordinator_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
