@@ -308,7 +308,9 @@ class Coordinator:
         if self.checkpointer is None:
             return
         offset = self.writer.flush() if self.writer is not None else 0
-        pending = {device: encode(rx) for device, rx in done.rxs.items()}
+        link = self.engine.link
+        frame = link.frame if isinstance(link, ZmqLink) else encode  # sent next: encoded once
+        pending = {device: frame(rx) for device, rx in done.rxs.items()}
         self.checkpointer.save(done, pending, offset, self.control.pending)
 
     def _resume(self) -> int:

@@ -41,6 +41,7 @@ class ZmqLink:
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
         self._side: dict[zmq.Socket[Any], Callable[[], None]] = {}
+        self._framed: dict[int, tuple[Message, bytes]] = {}  # see frame()
         self._closed = False
 
     def serve_also(self, sock: zmq.Socket[Any], on_readable: Callable[[], None]) -> None:
@@ -48,8 +49,16 @@ class ZmqLink:
         self._side[sock] = on_readable
         self.poller.register(sock, zmq.POLLIN)
 
+    def frame(self, message: Message) -> bytes:
+        """``encode(message)``, kept until ``message`` is sent: the checkpoint encodes the
+        RXs it saves, and sending them right after costs no second encode."""
+        raw = encode(message)
+        self._framed[id(message)] = (message, raw)  # the message held: its id stays its own
+        return raw
+
     def send(self, identity: bytes, message: Message) -> SendStatus:
-        return self.send_raw(identity, encode(message))
+        held = self._framed.pop(id(message), None)
+        return self.send_raw(identity, held[1] if held is not None else encode(message))
 
     def send_raw(self, identity: bytes, raw: bytes) -> SendStatus:
         """Send an already encoded frame."""
