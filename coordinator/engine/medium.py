@@ -24,7 +24,7 @@ from coordinator.engine.records import AirRoundRecord
 from coordinator.engine.traffic import Traffic, frame_bytes
 from protocol.air.energy import EnergyConstants, node_energy_mj
 from protocol.air.loss import LossModel
-from protocol.air.radio.resolve import AirResult, resolve
+from protocol.air.radio.resolve import AirResult, resolve_batch
 from protocol.stream.schedule import RoundPackets, Stream, round_packets
 from protocol.air.topology import Topology
 
@@ -130,6 +130,8 @@ class Air:
         self._cache: dict[int, RoundOutcome] = {}
         #: Called with a round number right before that round is resolved.
         self.before_round: Callable[[int], None] | None = None
+        #: Whether timed events wait for :attr:`before_round` (None: assume they may).
+        self.events_pending: Callable[[], bool] | None = None
         self.next_round = 0  # first round not yet resolved
         self.totals = Totals(self.n_devices)
         self.virtual_time_s = 0.0
@@ -166,13 +168,21 @@ class Air:
         self.next_round = outcome.round_no + 1
 
     def resolve_until(self, stop_round: int, alive_devices: np.ndarray) -> list[RoundOutcome]:
-        """Resolve every round below ``stop_round`` not yet resolved, in order."""
+        """Resolve every round below ``stop_round`` not yet resolved, in order.
+
+        Rounds go to the radio in one batch (bitwise the same as one at a time: every round
+        has its own seed and the Gilbert–Elliott states carry over in order) unless timed
+        scenario events wait: those fire between rounds, so each round is then resolved alone.
+        """
+        stop = min(stop_round, self.stream.n_rounds)
+        events = self.before_round is not None and (self.events_pending is None or self.events_pending())
+        if not events:
+            return self._resolve_rounds(list(range(self.next_round, stop)), alive_devices)
         new: list[RoundOutcome] = []
-        while self.next_round < min(stop_round, self.stream.n_rounds):
-            if self.before_round is not None:
-                self.before_round(self.next_round)  # timed scenario events, exactly per round
-            new.append(self._resolve(self.next_round, alive_devices))
-            self.next_round += 1
+        while self.next_round < stop:
+            assert self.before_round is not None
+            self.before_round(self.next_round)  # timed scenario events, exactly per round
+            new += self._resolve_rounds([self.next_round], alive_devices)
         return new
 
     def forget_before(self, round_no: int) -> None:
@@ -180,28 +190,34 @@ class Air:
         for r in [r for r in self._cache if r < round_no]:
             del self._cache[r]
 
-    def _resolve(self, round_no: int, alive_devices: np.ndarray) -> RoundOutcome:
-        packets = round_packets(
-            self.stream, round_no, self.series_length, self.n_classes, initiator=0
-        )
-        sources = self.device_nodes[packets.source.astype(np.int64)]
+    def _resolve_rounds(self, rounds: list[int], alive_devices: np.ndarray) -> list[RoundOutcome]:
+        """Resolve consecutive ``rounds`` (from ``next_round`` on), account them, cache them."""
+        if not rounds:
+            return []
+        packets = [round_packets(self.stream, r, self.series_length, self.n_classes, initiator=0)
+                   for r in rounds]
         alive = self.loss.node_up_mask().copy()
         alive[self.device_nodes[~alive_devices]] = False
-        air = resolve(
+        airs = resolve_batch(
             self.protocol,
             self.topology,
-            sources.astype(np.int16),
-            round_no=round_no,
+            [self.device_nodes[p.source.astype(np.int64)].astype(np.int16) for p in packets],
+            rounds,
             loss=self.loss,
             seed=self.seed,
             alive=alive,
         )
-        compute_s = self._compute_window_s(round_no, alive_devices)
-        latency_s = compute_s + air.n_slots * air.slot_s
-        outcome = self.make_outcome(round_no, packets, air, alive_devices.copy(), compute_s, latency_s)
-        self._cache[round_no] = outcome
-        self._account(outcome)
-        return outcome
+        out: list[RoundOutcome] = []
+        for round_no, round_packets_, air in zip(rounds, packets, airs):
+            compute_s = self._compute_window_s(round_no, alive_devices)
+            latency_s = compute_s + air.n_slots * air.slot_s
+            outcome = self.make_outcome(round_no, round_packets_, air, alive_devices.copy(),
+                                        compute_s, latency_s)
+            self._cache[round_no] = outcome
+            self._account(outcome)
+            self.next_round = round_no + 1
+            out.append(outcome)
+        return out
 
     def make_outcome(self, round_no: int, packets: RoundPackets, air: AirResult,
                      alive_devices: np.ndarray, compute_s: float, latency_s: float) -> RoundOutcome:

@@ -149,6 +149,7 @@ class Coordinator:
             link.on_bad_frame = self._count_bad_frame
         self.control = ControlHandler(self, scenario)
         self.engine.air.before_round = self.control.apply_due
+        self.engine.air.events_pending = lambda: bool(self.control.pending)
         self.engine.on_exchange = self._checkpoint
         self.checkpointer = (None if self.checkpoint_path is None
                              else Checkpointer(self.checkpoint_path, self.engine,
