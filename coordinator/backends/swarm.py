@@ -175,9 +175,10 @@ class SwarmBackend:
 
     def control(self, command: str, timeout_s: float = 2) -> subprocess.CompletedProcess[str]:
         """``rocknet COMMAND`` (status --json, pause, resume, stop) at the published port."""
-        args = command.split()
-        cmd = [sys.executable, "-m", "coordinator.ui.cli", *args, "--timeout", str(timeout_s),
-               "--connect", f"tcp://127.0.0.1:{self.control_port}"]
+        verb, *rest = command.split()
+        # The client flags belong to the verb (`inject --connect X loss 0`), not to a fault.
+        cmd = [sys.executable, "-m", "coordinator.ui.cli", verb, "--timeout", str(timeout_s),
+               "--connect", f"tcp://127.0.0.1:{self.control_port}", *rest]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=30)
 
     def status(self) -> dict[str, Any] | None:
