@@ -185,9 +185,10 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
     p.add_argument("--connect", default=env("ROCKNET_CONNECT", "tcp://127.0.0.1:7100"),
                    help="coordinator's node endpoint (default %(default)s)")
     try:
-        name = default_name(os.environ)
-    except ValueError as exc:
-        p.error(str(exc))
+        name: str | None = default_name(os.environ)
+        name_error = ""
+    except ValueError as exc:  # an error only when --name is not given either
+        name, name_error = None, str(exc)
     p.add_argument("--name", default=name,
                    help="stable name: a restarted node with the same name gets its device id back")
     p.add_argument("--checkpoint-dir", type=Path, default=env("ROCKNET_CHECKPOINT_DIR"),
@@ -206,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
                    help="exit when the launching process dies (set by the local launcher)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
+    if a.name is None:
+        p.error(name_error)
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO,
         format=f"%(asctime)s node[{a.name}] %(levelname)s %(message)s",

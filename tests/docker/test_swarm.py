@@ -187,13 +187,22 @@ def test_stack_trains_to_the_end_and_a_killed_task_rejoins(stack: SwarmTestbed) 
     # The monitor feed and the fault injection reach the coordinator too (published ports).
     inject = stack.command("inject loss 0")
     assert "round" in inject, inject
-    stack.command("resume")
-    monitor = subprocess.run(
+    # The monitor attaches before the run goes on, so it sees the next round event.
+    monitor = subprocess.Popen(
         [sys.executable, "-m", "coordinator.ui.cli", "monitor", "--jsonl", "--count", "1",
          "--wait", "30", "--connect", "127.0.0.1", "--control-port", str(stack.control_port),
          "--feed-port", str(stack.feed_port)],
-        capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert monitor.returncode == 0 and monitor.stdout.strip(), monitor.stderr[-2000:]
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        time.sleep(2)  # PUB/SUB slow joiner: nothing to await on a SUB socket's join
+        stack.command("resume")
+        feed_out, feed_err = monitor.communicate(timeout=60)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+            monitor.wait()
+    assert monitor.returncode == 0 and feed_out.strip(), feed_err[-2000:]
+    assert json.loads(feed_out.strip().splitlines()[-1])
 
     # To the end: the coordinator exits 0 (task complete) after writing the summary.
     stack.wait_task("the coordinator finishing the run",

@@ -268,11 +268,12 @@ def test_swarm_stack_agrees_with_compose(stack: dict[str, Any], compose: dict[st
         assert "mem_limit" not in ours, "docker stack deploy ignores mem_limit"
     coordinator = stack["services"]["coordinator"]
     assert coordinator["deploy"]["placement"]["constraints"] == ["node.role == manager"]
-    assert {p["target"] for p in coordinator["ports"]} == {7101, 7102}  # 7100 stays inside
+    assert {int(p["target"]) for p in coordinator["ports"]} == {7101, 7102}  # 7100 stays inside
     ours_env = _env_list(coordinator["environment"])
     for name, value in _env_list(services["coordinator"]["environment"]).items():
         if name.startswith("ROCKNET_"):
             assert ours_env.get(name, "missing") == (value or ""), name
+    assert ours_env["ROCKNET_CONTROL_PORT"] == "7102" and ours_env["ROCKNET_FEED_PORT"] == "7101"
     node = stack["services"]["node"]
     assert node["deploy"]["replicas"] == int(ours_env["ROCKNET_NODES"] or 0)
     # Templates expand in environment, not in command (moby #33364).
