@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 import zmq
@@ -160,12 +161,35 @@ def _die_with_parent() -> None:
         pass
 
 
+def default_name(environ: Mapping[str, str]) -> str:
+    """The node name when ``--name`` is not given.
+
+    ``ROCKNET_NAME``; else, under Docker Swarm, ``ROCKNET_TASK_SLOT`` (the stack file sets it
+    to ``{{.Task.Slot}}``, 1-based): slot S is ``node{S-1:02d}``, i.e. device S-1, so a
+    replaced task (same slot) gets its device id and checkpoint back; else the hostname.
+    """
+    if environ.get("ROCKNET_NAME"):
+        return environ["ROCKNET_NAME"]
+    slot = environ.get("ROCKNET_TASK_SLOT")
+    if slot is not None:
+        if not slot.isdigit() or int(slot) < 1:
+            raise ValueError(f"ROCKNET_TASK_SLOT must be a task slot >= 1 (Swarm's "
+                             f"{{{{.Task.Slot}}}}), got {slot!r}; or set ROCKNET_NAME instead")
+        return f"node{int(slot) - 1:02d}"
+    return socket.gethostname()
+
+
 def parse_args(argv: list[str] | None = None) -> NodeOptions:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="rocknet node", description="Run one emulated device.")
     p.add_argument("--connect", default=env("ROCKNET_CONNECT", "tcp://127.0.0.1:7100"),
                    help="coordinator's node endpoint (default %(default)s)")
-    p.add_argument("--name", default=env("ROCKNET_NAME", socket.gethostname()),
+    try:
+        name: str | None = default_name(os.environ)
+        name_error = ""
+    except ValueError as exc:  # an error only when --name is not given either
+        name, name_error = None, str(exc)
+    p.add_argument("--name", default=name,
                    help="stable name: a restarted node with the same name gets its device id back")
     p.add_argument("--checkpoint-dir", type=Path, default=env("ROCKNET_CHECKPOINT_DIR"),
                    help="where this node keeps its checkpoint (resumes from it on restart)")
@@ -183,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
                    help="exit when the launching process dies (set by the local launcher)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
+    if a.name is None:
+        p.error(name_error)
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO,
         format=f"%(asctime)s node[{a.name}] %(levelname)s %(message)s",
