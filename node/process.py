@@ -191,14 +191,16 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
         name, name_error = None, str(exc)
     p.add_argument("--name", default=name,
                    help="stable name: a restarted node with the same name gets its device id back")
-    p.add_argument("--checkpoint-dir", type=Path, default=env("ROCKNET_CHECKPOINT_DIR"),
+    # str, not Path: argparse converts a string default too, and Path("") is "." (an empty
+    # variable must mean "off", not "this directory").
+    p.add_argument("--checkpoint-dir", default=env("ROCKNET_CHECKPOINT_DIR"),
                    help="where this node keeps its checkpoint (resumes from it on restart)")
     p.add_argument("--mem-limit-mb", type=int, default=int(env("ROCKNET_MEM_LIMIT_MB", "0")),
                    help="OS memory cap: stop with a clear message when the memory this node owns "
                         "(USS: shared pages not counted) exceeds it (0: off)")
     p.add_argument("--idle-timeout", type=float, default=float(env("ROCKNET_IDLE_TIMEOUT", "120")),
                    help="give up after this many seconds without a frame from the coordinator")
-    p.add_argument("--curve-dir", type=Path, default=env("ROCKNET_CURVE_DIR"),
+    p.add_argument("--curve-dir", default=env("ROCKNET_CURVE_DIR"),
                    help="directory with CURVE keys (rocknet keys init); off when not given")
     p.add_argument("--checkpoint-fsync", action="store_true",
                    default=env("ROCKNET_CHECKPOINT_FSYNC", "0").lower() in ("1", "true", "yes"),
