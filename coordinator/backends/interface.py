@@ -2,14 +2,16 @@
 
 A backend starts the devices of a run and can kill, restart and stop them; the run engine
 does not care which one is used, because every backend's devices speak to it through a
-:class:`~coordinator.engine.link.NodeLink`. Three backends exist:
+:class:`~coordinator.engine.link.NodeLink`. Four backends exist:
 
 - ``processes`` (:mod:`coordinator.backends.processes`, the default): one OS process per
   device on this machine, over ZeroMQ;
 - ``inprocess`` (:mod:`coordinator.backends.inprocess`): every device inside the
   coordinator's process, no sockets (sweeps, debugging, tests);
 - ``compose`` (:mod:`coordinator.backends.compose`): one container per device, through
-  ``docker compose`` / ``docker-compose`` and ``docker-compose.yml``.
+  ``docker compose`` / ``docker-compose`` and ``docker-compose.yml``;
+- ``swarm`` (:mod:`coordinator.backends.swarm`): one Swarm task per device, through
+  ``docker stack deploy`` and ``deploy/swarm/stack.yml`` (``{{.Task.Slot}}`` names the node).
 """
 
 from __future__ import annotations
