@@ -43,7 +43,7 @@ def checkpoint_path(checkpoint_dir: Path | None, name: str) -> Path | None:
     if checkpoint_dir is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return checkpoint_dir / f"{safe}.ckpt.npz"
+    return checkpoint_dir / f"{safe}.ckpt"
 
 
 class NodeAgent:

@@ -1,28 +1,29 @@
 """A device's checkpoint: written atomically at every optimizer step, refused when foreign.
 
-File: one ``.npz`` with the head's state (W_i, b, gradient accumulators, optimizer state),
-the feature scaler's statistics, the last partial logits per device and a JSON ``meta`` entry
-(run fingerprint, device id, last consumed item, steps, per-pass metrics) with a content
-digest. Written to a temp file (fsync'ed with ``--checkpoint-fsync``), then renamed over the
-old one, so a crash leaves either the old or the new checkpoint, never half of one.
+File: a sealed document (:func:`protocol.files.write_sealed`: a magic line, the sha256 of
+the body, one msgpack body) with the head's state (W_i, b, gradient accumulators, optimizer
+state), the feature scaler's statistics, the last partial logits per device and the meta
+(run fingerprint, device id, last consumed item, steps, per-pass metrics). Written to a temp
+file (fsync'ed with ``--checkpoint-fsync``), then renamed over the old one, so a crash leaves
+either the old or the new checkpoint, never half of one. (It was an ``.npz``: 3.9 ms a save
+here, most of the CPU a node spent per optimizer step.)
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from protocol.files import arrays_digest, atomic_write
+from protocol.files import SealedFileError, read_sealed, write_sealed
 
 if TYPE_CHECKING:
     from node.device.base import DeviceBase as Device
 
-FORMAT = "rocknet-node-checkpoint/1"
+FORMAT = "rocknet-node-checkpoint/2"
+MAGIC = b"rocknet-node-checkpoint\n"
 
 
 class CheckpointError(ValueError):
@@ -43,7 +44,7 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
     With ``fsync`` the file and its directory are also flushed to the disk before and after
     the rename, which survives a host crash or power loss; without it a killed process (or
     container) still leaves the old or the new checkpoint whole, at a quarter of the cost
-    (2 ms instead of 8 ms per optimizer step here).
+    (the fsync costs several ms a step).
     """
     arrays: dict[str, np.ndarray] = {}
     scalars: dict[str, Any] = {}
@@ -54,7 +55,7 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
     arrays["have_last"] = device._have_last
     meta = {
         "format": FORMAT,
-        "fingerprint": device.config.fingerprint(),
+        "fingerprint": device.config_fingerprint,
         "device": device.device,
         "processed_item": device.processed_item,
         "steps_taken": device.steps_taken,
@@ -62,33 +63,30 @@ def save_checkpoint(path: Path, device: Device, fsync: bool = False) -> None:
         "passes": [p.as_dict() for p in device.passes],
         "scalars": scalars,
     }
-    meta["digest"] = arrays_digest(arrays)
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     # 0600: a checkpoint holds the device's model; only its owner reads it.
-    atomic_write(path, lambda fh: np.savez(fh, **arrays),  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
-                 fsync=fsync, mode=0o600)
+    write_sealed(path, MAGIC, {"meta": meta, "arrays": arrays}, fsync=fsync, mode=0o600)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and sanity-check a checkpoint file; raises :class:`CheckpointError`."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.array(data[k]) for k in data.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        document, _ = read_sealed(path, MAGIC)
+        meta = document["meta"]
+        arrays = {k: np.array(v) for k, v in document["arrays"].items()}
+    except SealedFileError as exc:
+        raise CheckpointError(f"{path} is {exc}; delete it to start fresh") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); delete it to start fresh") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file; delete it to start fresh")
-    if meta.get("digest") != arrays_digest(arrays):
-        raise CheckpointError(f"{path} is corrupt (content digest mismatch); delete it to start fresh")
     return meta, arrays
 
 
 def load_checkpoint(path: Path, device: Device) -> None:
     """Restore ``device`` from ``path``, all or nothing."""
     meta, arrays = read_checkpoint(path)
-    if meta.get("fingerprint") != device.config.fingerprint():
+    if meta.get("fingerprint") != device.config_fingerprint:
         raise CheckpointError(f"{path} belongs to another run (configuration differs)")
     if meta.get("device") != device.device:
         raise CheckpointError(f"{path} belongs to device {meta.get('device')}, not {device.device}")

@@ -5,9 +5,11 @@ temp file in the target's directory and rename it over the target, so a crash or
 leaves either the old file or the new one, whole. Checkpoints (node and coordinator) and
 the run's result files share it.
 
-:func:`arrays_digest`: checkpoints refuse files whose bytes changed. (``np.load`` on a zip
-reads each array with an exact length and may never reach the point where zipfile checks the
-CRC, so a flipped byte could load silently without this.)
+:func:`write_sealed` / :func:`read_sealed`: a *sealed* file, what both checkpoints are: a
+magic line naming the format, the hex sha256 of the body and a newline, then the body, one
+msgpack document (numpy arrays as the wire codec's array extension). One ``pack`` and one
+write: an ``.npz`` of the same arrays cost 2–15 ms in zip headers and a separate digest
+pass. A flipped byte fails the digest; a file of another format fails the magic line.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-import numpy as np
+from protocol.wire import codec
 
 #: Permissions of a file written by :func:`atomic_write`: what ``open()`` gives under the
 #: usual umask 022 (a temp file alone would be 0600).
@@ -83,13 +85,40 @@ def _fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over names, dtypes, shapes and bytes of ``arrays`` (order-independent)."""
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+class SealedFileError(ValueError):
+    """A sealed file that cannot be used: unreadable, of another format, or changed."""
+
+
+_DIGEST_HEX = 64
+
+
+def write_sealed(path: Path | str, magic: bytes, document: Any, *, fsync: bool = False,
+                 mode: int = DEFAULT_FILE_MODE) -> str:
+    """Write ``document`` (msgpack-able; arrays allowed) sealed under ``magic`` (one line,
+    ending in a newline) atomically; returns the body's hex sha256."""
+    if not magic.endswith(b"\n") or b"\n" in magic[:-1]:
+        raise ValueError("magic must be one line ending in a newline")
+    body = codec.pack(document)
+    digest = hashlib.sha256(body).hexdigest()
+    atomic_write_bytes(path, magic + digest.encode() + b"\n" + body, fsync=fsync, mode=mode)
+    return digest
+
+
+def read_sealed(path: Path | str, magic: bytes) -> tuple[Any, str]:
+    """``(document, digest)`` of a file :func:`write_sealed` wrote; :class:`SealedFileError`
+    (saying why) if it is unreadable, not of ``magic``'s format, or not what was written."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SealedFileError(f"not readable ({exc})") from exc
+    head = len(magic) + _DIGEST_HEX + 1
+    if not data.startswith(magic) or len(data) < head:
+        raise SealedFileError(f"not a {magic.decode(errors='replace').strip()} file")
+    body = data[head:]
+    digest = hashlib.sha256(body).hexdigest()
+    if digest.encode() != data[len(magic):head - 1]:
+        raise SealedFileError("corrupt (content digest mismatch)")
+    try:
+        return codec.unpack(body, len(body)), digest
+    except codec.ProtocolError as exc:  # a digest that matches a body we never wrote
+        raise SealedFileError(f"damaged ({exc})") from exc

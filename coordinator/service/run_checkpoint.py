@@ -3,15 +3,15 @@
 Written after an exchange is resolved and *before* its RXs are sent, at most once a second
 (:class:`coordinator.service.replay_log.Checkpointer`; the exchanges in between go to the
 replay log), by temp file + rename; no fsync: it guards against a crashed or killed
-coordinator process, whose written pages the OS keeps. One msgpack document (arrays as the wire codec's
-array extension) behind a magic line and the sha256 of the document, so a save costs one
-``pack`` and one write (an ``.npz`` of the same arrays cost ~15 ms an exchange in zip
-headers). It holds the next exchange to run, the air (resolved rounds still needed, per-device totals,
-virtual time, the loss model with its Gilbert–Elliott states), the registry (device id by
-node name), the metrics file's length, and the encoded RXs of the exchange. A restarted
-coordinator truncates ``metrics.jsonl`` to that length, sends those RXs again (a node that
-already had one drops the duplicate: it no longer waits for that exchange) and goes on with
-the next exchange, so no round is counted twice and no node misses its RX.
+coordinator process, whose written pages the OS keeps. A sealed file
+(:func:`protocol.files.write_sealed`: one msgpack document behind a magic line and its
+sha256). It holds the next exchange to run, the air (resolved rounds still needed,
+per-device totals, virtual time, the loss model with its Gilbert–Elliott states), the
+registry (device id by node name), the metrics file's length, and the encoded RXs of the
+exchange. A restarted coordinator truncates ``metrics.jsonl`` to that length, sends those RXs
+again (a node that already had one drops the duplicate: it no longer waits for that
+exchange) and goes on with the next exchange, so no round is counted twice and no node
+misses its RX.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ from coordinator.engine.engine import RunEngine
 from coordinator.engine.medium import Totals
 from coordinator.service.run_state import Progress, round_from_plain, round_to_plain
 from coordinator.service.scenario import ScenarioEvent
-from protocol.files import atomic_write_bytes
-from protocol.wire import codec
+from protocol.files import SealedFileError, read_sealed, write_sealed
 
 FORMAT = "rocknet-coordinator-checkpoint/2"
 FILENAME = "coordinator.ckpt"
-#: First line of the file; then the hex sha256 of the document and a newline.
+#: First line of the file (:func:`protocol.files.write_sealed`).
 MAGIC = b"rocknet-coordinator-checkpoint\n"
-_DIGEST_LEN = 64
 
 
 class CoordinatorCheckpointError(ValueError):
@@ -77,32 +75,18 @@ def save(path: Path, engine: RunEngine, next_plan: int, pending_rx: dict[int, by
         "totals": totals,
         "progress": Progress.of(engine, next_plan, pending_rx, metrics_offset, scenario),
     }
-    body = codec.pack(document)
-    digest = hashlib.sha256(body).hexdigest()
-    atomic_write_bytes(path, MAGIC + digest.encode() + b"\n" + body, mode=0o600)
-    return digest
+    return write_sealed(path, MAGIC, document, mode=0o600)
 
 
 def load(path: Path, engine: RunEngine) -> tuple[Resume, str]:
     """Restore ``engine`` from ``path`` (all or nothing); returns what to resume with and the
     checkpoint's digest (:mod:`coordinator.service.replay_log` goes on from there)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CoordinatorCheckpointError(
-            f"{path} is not a readable coordinator checkpoint ({exc}); move it away to start the run anew"
-        ) from exc
-    head = len(MAGIC) + _DIGEST_LEN + 1
-    if not data.startswith(MAGIC) or len(data) < head:
-        raise CoordinatorCheckpointError(f"{path} is not a {FORMAT} file; move it away to start anew")
-    body = data[head:]
-    digest = hashlib.sha256(body).hexdigest()
-    if digest.encode() != data[len(MAGIC):head - 1]:
-        raise CoordinatorCheckpointError(f"{path} is corrupt (content digest mismatch); move it away to start anew")
-    try:
-        document = codec.unpack(body, len(body))
+        document, digest = read_sealed(path, MAGIC)
         fmt, fingerprint = document.get("format"), document.get("fingerprint")
-    except (codec.ProtocolError, AttributeError) as exc:
+    except SealedFileError as exc:
+        raise CoordinatorCheckpointError(f"{path} is {exc}; move it away to start the run anew") from exc
+    except AttributeError as exc:
         raise CoordinatorCheckpointError(f"{path} is damaged ({exc}); move it away to start anew") from exc
     if fmt != FORMAT:
         raise CoordinatorCheckpointError(f"{path} is not a {FORMAT} file; move it away to start anew")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,11 @@ class DeviceBase(ABC):
         self.passes: list[PassMetrics] = []
         self.processed_item = -1  # last item this device is done with
         self.steps_taken = 0
+
+    @cached_property
+    def config_fingerprint(self) -> str:
+        """``config.fingerprint()``, computed once (every checkpoint names it)."""
+        return self.config.fingerprint()
 
     # ---------------------------------------------------------------- mode hooks
     @abstractmethod

@@ -105,7 +105,7 @@ def test_node_checkpoint_round_trips_and_refuses_foreign_or_corrupt_files(tmp_pa
     dev = _device(setup, 0)
     dev.head.W[:] = 0.5
     dev.processed_item = 42
-    path = tmp_path / "n.ckpt.npz"
+    path = tmp_path / "n.ckpt"
     save_checkpoint(path, dev)
     fresh = _device(setup, 0)
     load_checkpoint(path, fresh)

@@ -10,7 +10,8 @@ from typing import BinaryIO
 import numpy as np
 import pytest
 
-from protocol.files import arrays_digest, atomic_write, atomic_write_bytes, atomic_write_text
+from protocol.files import (SealedFileError, atomic_write, atomic_write_bytes, atomic_write_text,
+                            read_sealed, write_sealed)
 
 
 class WriterFailed(RuntimeError):
@@ -68,13 +69,22 @@ def test_a_missing_directory_is_an_error_that_names_it(tmp_path: Path) -> None:
         atomic_write_bytes(tmp_path / "no-such-dir" / "x", b"")
 
 
-def test_arrays_digest_sees_names_dtypes_shapes_and_bytes() -> None:
-    a = {"w": np.zeros((2, 3), np.float32), "b": np.ones(3, np.float32)}
-    base = arrays_digest(a)
-    assert arrays_digest(dict(reversed(list(a.items())))) == base  # order-independent
-    assert arrays_digest({**a, "w": a["w"].reshape(3, 2)}) != base
-    assert arrays_digest({**a, "w": a["w"].astype(np.float64)}) != base
-    assert arrays_digest({"v": a["w"], "b": a["b"]}) != base
-    flipped = a["w"].copy()
-    flipped[1, 2] = 1e-45
-    assert arrays_digest({**a, "w": flipped}) != base
+def test_a_sealed_file_gives_back_its_document_and_refuses_any_changed_byte(tmp_path: Path) -> None:
+    doc = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": 3, "name": "node-03"}
+    path = tmp_path / "s"
+    digest = write_sealed(path, b"test-format\n", doc)
+    back, again = read_sealed(path, b"test-format\n")
+    assert again == digest and back["n"] == 3 and back["name"] == "node-03"
+    assert np.array_equal(back["w"], doc["w"]) and back["w"].dtype == np.float32
+    data = path.read_bytes()
+    for at in (len(data) - 1, len(data) // 2, len(b"test-format\n") + 3):  # body and digest
+        bad = bytearray(data)
+        bad[at] ^= 0x01
+        path.write_bytes(bytes(bad))
+        with pytest.raises(SealedFileError, match="digest mismatch"):
+            read_sealed(path, b"test-format\n")
+    path.write_bytes(data)
+    with pytest.raises(SealedFileError, match="not a other-format file"):
+        read_sealed(path, b"other-format\n")
+    with pytest.raises(SealedFileError, match="not readable"):
+        read_sealed(tmp_path / "missing", b"test-format\n")
