@@ -1,4 +1,5 @@
-"""A device's checkpoint: written atomically at every optimizer step, refused when foreign.
+"""A device's checkpoint: written atomically after an optimizer step (at most once a second,
+:class:`node.agent.AgentOptions`), refused when foreign.
 
 File: a sealed document (:func:`protocol.files.write_sealed`: a magic line, the sha256 of
 the body, one msgpack body) with the head's state (W_i, b, gradient accumulators, optimizer
