@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for a coordinator to appear (0: forever)")
     sub.add_parser("warmup", help="compile and cache the numba kernels")
     sub.add_parser("keys", help="CURVE keys: init/add/show (rocknet keys -h)", add_help=False)
+    sub.add_parser("model", help="device + round model per N, no training (rocknet model -h)", add_help=False)
     from coordinator.tools import baseline
     from coordinator.tools import compare
     from coordinator.tools import report
@@ -287,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         from coordinator.ui.keys_cli import main as keys_main
 
         return keys_main(argv[1:])
+    if argv and argv[0] == "model":
+        from coordinator.ui.model_cli import main as model_main
+
+        return model_main(argv[1:])
     if argv and argv[0] == "node":
         # The device process lives in the node package; run it without importing it here.
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])
