@@ -52,6 +52,7 @@ class RunArgs:
     ram_budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES
     eval_every: int = 0
     mode: str = "rocknet"
+    profile: str = "tuned"  # device profile (node/mcu/profiles.py)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +78,8 @@ def build_setup(args: RunArgs) -> RunSetup:
     x_train, x_test = quantize_int8(data.x_train, data.x_test)
     n_classes = int(max(data.y_train.max(), data.y_test.max() if len(data.y_test) else 0)) + 1
     overrides = dict(args.model_overrides)
-    overrides.setdefault("optimizer", args.optimizer)
+    # the firmware profile runs the firmware's 8-bit Adam (linear_classifier.c USE_QADAM)
+    overrides.setdefault("optimizer", "adam8bit" if args.profile == "firmware" else args.optimizer)
     overrides.setdefault("num_features", args.num_features)
     overrides.setdefault("seed", args.seed)
     if args.epochs is not None:
@@ -99,6 +101,7 @@ def build_setup(args: RunArgs) -> RunSetup:
             missing_policy=args.missing_policy,
             ram_budget_bytes=args.ram_budget_bytes,
             mode=args.mode,
+            profile=args.profile,
         )
         stream = stream_for(config)
     except (TypeError, ValueError) as exc:

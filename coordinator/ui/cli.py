@@ -66,6 +66,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="emulated MCU RAM per device in bytes (default 262144 = 256 KiB)")
     p.add_argument("--eval-every", type=int, default=_env("eval_every", 0),
                    help="evaluate on the test set every K epochs (0: only at the end)")
+    p.add_argument("--profile", choices=("tuned", "firmware"), default=_env("profile", "tuned"),
+                   help="device profile (docs/fidelity.md): tuned (ours) or firmware (the official code)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
@@ -172,6 +174,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         topology=a.topology, seed=a.seed, data_dir=a.data_dir, batch_size=a.batch_size,
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
+        profile=getattr(a, "profile", "tuned"),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from node.mcu import cycles, firmware_cycles, firmware_memory, memory
+from protocol.air import timing
 from protocol.config.model import ModelConfig
 
 
@@ -38,7 +39,8 @@ class DeviceProfile:
 
 
 TUNED = DeviceProfile("tuned", None, 0.0, 0.0, 0.0, False)
-FIRMWARE = DeviceProfile("firmware", "adam8bit", 340.0, 20.0, 8.0, True)
+FIRMWARE = DeviceProfile("firmware", "adam8bit", timing.WINDOW_MS_PER_CLASS_PER_DEVICE, timing.WINDOW_MS_OFFSET,
+                         8.0, True)
 PROFILES = {p.name: p for p in (TUNED, FIRMWARE)}
 
 
@@ -71,8 +73,8 @@ def window_s(profile: DeviceProfile, n_devices: int, n_classes: int, modeled_s: 
     modeled compute (a real device would overrun it: our own choice), else ``modeled_s``."""
     if not profile.fixed_window:
         return modeled_s
-    rule = (profile.window_ms_per_class_per_device * n_classes / n_devices + profile.window_ms_offset) / 1e3
-    return max(rule, modeled_s)
+    return timing.compute_window_s(n_devices, n_classes, modeled_s, profile.window_ms_per_class_per_device,
+                                   profile.window_ms_offset)
 
 
 def ram_bytes(profile: DeviceProfile, cfg: ModelConfig, n_devices: int, series_length: int,

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from coordinator.ui import model_cli
+from coordinator.ui.model_cli import plan_argv
+from node.mcu import plan as model_cli
 from node.mcu import profiles
 from protocol.air.radio.firmware_round import (
     firmware_round,
@@ -89,3 +90,16 @@ def test_model_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_model_cli_bad_nodes() -> None:
     with pytest.raises(SystemExit):
         model_cli.main(["--nodes", "1,x"])
+
+
+def test_model_cli_passes_built_in_datasets_through() -> None:
+    assert plan_argv(["--dataset", "OSULeaf", "--nodes", "5"]) == ["--dataset", "OSULeaf", "--nodes", "5"]
+    with pytest.raises(ValueError, match="--data-dir"):
+        plan_argv(["--data-dir"])
+
+
+def test_model_cli_shape_errors_name_the_fix() -> None:
+    with pytest.raises(SystemExit):
+        model_cli.main(["--dataset", "NotADataset"])
+    with pytest.raises(ValueError, match="L,C,NTRAIN,NTEST"):
+        model_cli.parse_shape("1,2")
