@@ -17,6 +17,7 @@ import numpy as np
 from coordinator.engine.setup import RunSetup
 from coordinator.service.datasets import load_dataset, quantize_int8
 from protocol.air.loss import LossModel
+from protocol.config.model import recipe_overrides
 from protocol.config.model import (
     N_KERNELS,
     ModelConfig,
@@ -53,6 +54,7 @@ class RunArgs:
     eval_every: int = 0
     mode: str = "rocknet"
     profile: str = "tuned"  # device profile (node/mcu/profiles.py)
+    recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +79,10 @@ def build_setup(args: RunArgs) -> RunSetup:
         raise SetupError(str(exc)) from exc
     x_train, x_test = quantize_int8(data.x_train, data.x_test)
     n_classes = int(max(data.y_train.max(), data.y_test.max() if len(data.y_test) else 0)) + 1
-    overrides = dict(args.model_overrides)
+    try:
+        overrides = {**recipe_overrides(args.recipe), **args.model_overrides}
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
     # the firmware profile runs the firmware's 8-bit Adam (linear_classifier.c USE_QADAM)
     overrides.setdefault("optimizer", "adam8bit" if args.profile == "firmware" else args.optimizer)
     overrides.setdefault("num_features", args.num_features)

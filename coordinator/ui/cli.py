@@ -68,6 +68,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="evaluate on the test set every K epochs (0: only at the end)")
     p.add_argument("--profile", choices=("tuned", "firmware"), default=_env("profile", "tuned"),
                    help="device profile (docs/fidelity.md): tuned (ours) or firmware (the official code)")
+    p.add_argument("--recipe", choices=("tuned", "paper"), default=_env("recipe", "tuned"),
+                   help="training recipe: tuned (ours) or paper (batch 128, constant lr, no decay/scaling, 8-bit Adam)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
@@ -174,7 +176,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         topology=a.topology, seed=a.seed, data_dir=a.data_dir, batch_size=a.batch_size,
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
-        profile=getattr(a, "profile", "tuned"),
+        profile=getattr(a, "profile", "tuned"), recipe=getattr(a, "recipe", "tuned"),
     )
 
 
