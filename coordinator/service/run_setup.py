@@ -27,7 +27,7 @@ from protocol.stream.modes import MODES, stream_for
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
 from protocol.air.topology import Topology
 
-PROTOCOLS = ("mixer", "glossy")
+PROTOCOLS = ("mixer", "glossy", "mixer-coordinated")
 
 
 class SetupError(ValueError):

@@ -50,7 +50,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=_env("epochs", None),
                    help="training epochs (default: the model's default)")
     p.add_argument("--batch-size", type=int, default=_env("batch_size", None))
-    p.add_argument("--protocol", choices=("mixer", "glossy"), default=_env("protocol", "mixer"))
+    p.add_argument("--protocol", choices=("mixer", "mixer-coordinated", "glossy"), default=_env("protocol", "mixer"))
     p.add_argument("--loss", type=float, default=_env("loss", 0.0),
                    help="uniform i.i.d. packet drop probability on every link (default 0)")
     p.add_argument("--topology", type=Path, default=_env("topology", None),
