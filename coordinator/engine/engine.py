@@ -76,7 +76,8 @@ class RunEngine:
         self.registry = Registry(self.config.n_devices, down_after=self.options.down_after)
         self.air = Air(stream=self.stream, topology=setup.topology, loss=setup.loss,
                        protocol=setup.protocol, seed=self.config.model.seed,
-                       series_length=self.config.series_length, n_classes=self.config.n_classes)
+                       series_length=self.config.series_length, n_classes=self.config.n_classes,
+                       profile=self.config.profile)
         self.plans = plan_exchanges(self.stream, lockstep=self.options.lockstep or self.options.realtime)
         self.state = RunState(started_wall=self.clock.monotonic())
         self.finals: dict[int, Final] = {}

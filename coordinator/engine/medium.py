@@ -23,6 +23,7 @@ import numpy as np
 from coordinator.engine.records import AirRoundRecord
 from coordinator.engine.traffic import Traffic, frame_bytes
 from protocol.air.energy import EnergyConstants, node_energy_mj
+from protocol.air.timing import compute_window_s
 from protocol.air.loss import LossModel
 from protocol.air.radio.resolve import AirResult, resolve_batch
 from protocol.stream.schedule import RoundPackets, Stream, round_packets
@@ -116,6 +117,7 @@ class Air:
         series_length: int,
         n_classes: int,
         energy: EnergyConstants | None = None,
+        profile: str = "tuned",
     ) -> None:
         self.stream = stream
         self.topology = topology
@@ -125,6 +127,7 @@ class Air:
         self.series_length = series_length
         self.n_classes = n_classes
         self.energy = energy or EnergyConstants()
+        self.fixed_window = profile == "firmware"  # the firmware's fixed compute window
         self.device_nodes = np.asarray(topology.device_nodes, dtype=np.int64)
         self.n_devices = len(self.device_nodes)
         self._cache: dict[int, RoundOutcome] = {}
@@ -244,7 +247,8 @@ class Air:
         """The round's compute window: the slowest device's modeled work for it."""
         per_device = self._device_compute_s(round_no)
         live = per_device[alive_devices] if alive_devices.any() else per_device
-        return float(live.max()) if live.size else 0.0
+        modeled = float(live.max()) if live.size else 0.0
+        return compute_window_s(self.n_devices, self.n_classes, modeled) if self.fixed_window else modeled
 
     def _device_compute_s(self, round_no: int) -> np.ndarray:
         """Per device, modeled MCU seconds of the work that round ``round_no`` waits for."""

@@ -17,6 +17,7 @@ import numpy as np
 from coordinator.engine.setup import RunSetup
 from coordinator.service.datasets import load_dataset, quantize_int8
 from protocol.air.loss import LossModel
+from protocol.config.model import recipe_overrides
 from protocol.config.model import (
     N_KERNELS,
     ModelConfig,
@@ -26,7 +27,7 @@ from protocol.stream.modes import MODES, stream_for
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
 from protocol.air.topology import Topology
 
-PROTOCOLS = ("mixer", "glossy")
+PROTOCOLS = ("mixer", "glossy", "mixer-coordinated")
 
 
 class SetupError(ValueError):
@@ -52,6 +53,8 @@ class RunArgs:
     ram_budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES
     eval_every: int = 0
     mode: str = "rocknet"
+    profile: str = "tuned"  # device profile (node/mcu/profiles.py)
+    recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,8 +79,12 @@ def build_setup(args: RunArgs) -> RunSetup:
         raise SetupError(str(exc)) from exc
     x_train, x_test = quantize_int8(data.x_train, data.x_test)
     n_classes = int(max(data.y_train.max(), data.y_test.max() if len(data.y_test) else 0)) + 1
-    overrides = dict(args.model_overrides)
-    overrides.setdefault("optimizer", args.optimizer)
+    try:
+        overrides = {**recipe_overrides(args.recipe), **args.model_overrides}
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+    # the firmware profile runs the firmware's 8-bit Adam (linear_classifier.c USE_QADAM)
+    overrides.setdefault("optimizer", "adam8bit" if args.profile == "firmware" else args.optimizer)
     overrides.setdefault("num_features", args.num_features)
     overrides.setdefault("seed", args.seed)
     if args.epochs is not None:
@@ -99,6 +106,7 @@ def build_setup(args: RunArgs) -> RunSetup:
             missing_policy=args.missing_policy,
             ram_budget_bytes=args.ram_budget_bytes,
             mode=args.mode,
+            profile=args.profile,
         )
         stream = stream_for(config)
     except (TypeError, ValueError) as exc:

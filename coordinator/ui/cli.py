@@ -50,7 +50,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=_env("epochs", None),
                    help="training epochs (default: the model's default)")
     p.add_argument("--batch-size", type=int, default=_env("batch_size", None))
-    p.add_argument("--protocol", choices=("mixer", "glossy"), default=_env("protocol", "mixer"))
+    p.add_argument("--protocol", choices=("mixer", "mixer-coordinated", "glossy"), default=_env("protocol", "mixer"))
     p.add_argument("--loss", type=float, default=_env("loss", 0.0),
                    help="uniform i.i.d. packet drop probability on every link (default 0)")
     p.add_argument("--topology", type=Path, default=_env("topology", None),
@@ -66,6 +66,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="emulated MCU RAM per device in bytes (default 262144 = 256 KiB)")
     p.add_argument("--eval-every", type=int, default=_env("eval_every", 0),
                    help="evaluate on the test set every K epochs (0: only at the end)")
+    p.add_argument("--profile", choices=("tuned", "firmware"), default=_env("profile", "tuned"),
+                   help="device profile (docs/fidelity.md): tuned (ours) or firmware (the official code)")
+    p.add_argument("--recipe", choices=("tuned", "paper"), default=_env("recipe", "tuned"),
+                   help="training recipe: tuned (ours) or paper (batch 128, constant lr, no decay/scaling, 8-bit Adam)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
@@ -156,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for a coordinator to appear (0: forever)")
     sub.add_parser("warmup", help="compile and cache the numba kernels")
     sub.add_parser("keys", help="CURVE keys: init/add/show (rocknet keys -h)", add_help=False)
+    sub.add_parser("model", help="device + round model per N, no training (rocknet model -h)", add_help=False)
     from coordinator.tools import baseline
     from coordinator.tools import compare
     from coordinator.tools import report
@@ -174,6 +179,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         topology=a.topology, seed=a.seed, data_dir=a.data_dir, batch_size=a.batch_size,
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
+        profile=getattr(a, "profile", "tuned"), recipe=getattr(a, "recipe", "tuned"),
     )
 
 
@@ -291,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         from coordinator.ui.keys_cli import main as keys_main
 
         return keys_main(argv[1:])
+    if argv and argv[0] == "model":
+        from coordinator.ui.model_cli import main as model_main
+
+        return model_main(argv[1:])
     if argv and argv[0] == "node":
         # The device process lives in the node package; run it without importing it here.
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from node.device.base import DeviceBase, DeviceData, ExchangeStats, PassMetrics, score, score_rows
-from node.mcu import cycles
+from node.mcu import cycles, profiles
+from node.mcu.firmware_memory import firmware_ledger
 from node.mcu.memory import Ledger
 from node.mcu.memory import check as check_ram
 from node.mcu.memory import ledger as ram_ledger
@@ -44,6 +45,9 @@ class Device(DeviceBase):
     # ---------------------------------------------------------------- mode hooks
     def _ram_ledger(self) -> Ledger:
         cfg = self.config
+        if cfg.profile == "firmware":  # the official firmware's buffers (docs/fidelity.md)
+            return firmware_ledger(cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes,
+                                   cfg.schedule.n_train, cfg.schedule.n_test)
         return ram_ledger(cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device)
 
     def _check_ram(self, ledger: Ledger) -> None:
@@ -53,17 +57,16 @@ class Device(DeviceBase):
 
     def _model_costs(self) -> tuple[float, float]:
         cfg = self.config
-        parts = cycles.cycles_per_sample(
-            cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
-        )
+        profile = profiles.get_profile(cfg.profile)
+        parts = profiles.sample_cycles(profile, cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes,
+                                       device=self.device)
         hz = cycles.CPU_HZ
         # Split by phase: features (recomputed at every use), partial logits, gradient.
         self._logits_s = parts["partial logits"] / hz
         self._grad_s = (parts["sum logits + softmax"] + parts["gradient accumulation"]) / hz
         transform_s = (parts["transform"] + parts["scaling"] + parts["overhead"]) / hz
-        step_s = cycles.step_seconds(
-            cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes, device=self.device
-        )
+        step_s = profiles.step_s(profile, cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes,
+                                 device=self.device)
         return transform_s, step_s
 
     def _make_head(self) -> ShardHead:

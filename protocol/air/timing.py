@@ -75,3 +75,19 @@ def round_s(compute_s: float, n_slots: int, slot_s: float) -> float:
     if compute_s < 0 or n_slots < 0 or slot_s <= 0:
         raise ValueError("need compute_s >= 0, n_slots >= 0 and slot_s > 0")
     return compute_s + n_slots * slot_s
+
+
+#: The firmware's compute-window sizing rule, ms: ``a C / N + b`` (GenerateCodeDistributedRocket.py,
+#: generate_timing_configuration: ``int(340 * num_classes / num_devices) + 20``; earlier 280).
+WINDOW_MS_PER_CLASS_PER_DEVICE = 340.0
+WINDOW_MS_OFFSET = 20.0
+
+
+def compute_window_s(n_devices: int, n_classes: int, modeled_s: float = 0.0,
+                     per_class_ms: float = WINDOW_MS_PER_CLASS_PER_DEVICE,
+                     offset_ms: float = WINDOW_MS_OFFSET) -> float:
+    """The firmware's fixed compute window (s) of a round (``ROUND_LENGTH_MS`` minus the Mixer
+    part), never shorter than ``modeled_s``: a real device would overrun it (our own choice)."""
+    if n_devices < 1 or n_classes < 1 or modeled_s < 0:
+        raise ValueError("need n_devices >= 1, n_classes >= 1 and modeled_s >= 0")
+    return max((per_class_ms * n_classes / n_devices + offset_ms) / 1e3, modeled_s)

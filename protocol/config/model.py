@@ -333,3 +333,22 @@ def lr_at(step: int, n_steps: int, cfg: ModelConfig) -> float:
     frac = min(max(step / n_steps, 0.0), 1.0)
     low = cfg.lr * cfg.lr_min_ratio
     return float(low + (cfg.lr - low) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+
+#: Training recipes (``--recipe``): ``tuned`` is ModelConfig's defaults; ``paper`` is the
+#: official firmware's (linear_classifier.c: ``WEIGHT_DECAY (0)``, ``LEARNING_RATE (1e-3)``
+#: constant, ``USE_QADAM 1``; GenerateCodeDistributedRocket.py: ``'batch_size': 128``; no
+#: feature scaling anywhere in conv.c). The paper's 80/20 validation split and best-validation
+#: epoch are not part of it yet (docs/fidelity.md).
+RECIPES: dict[str, dict[str, object]] = {
+    "tuned": {},
+    "paper": {"batch_size": 128, "lr": 1e-3, "lr_schedule": "constant", "weight_decay": 0.0,
+              "feature_scaling": False, "optimizer": "adam8bit"},
+}
+
+
+def recipe_overrides(name: str) -> dict[str, object]:
+    """The ModelConfig overrides of recipe ``name``; a clear error that lists the choices."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}: use --recipe {' or '.join(RECIPES)}")
+    return dict(RECIPES[name])

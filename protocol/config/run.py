@@ -36,6 +36,8 @@ class RunConfig:
     missing_policy: str = "sum"
     ram_budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES
     mode: str = "rocknet"
+    #: Device profile (node/mcu/profiles.py): ``tuned`` (default) or ``firmware``.
+    profile: str = "tuned"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class RunConfig:
             )
         if self.ram_budget_bytes < 1:
             raise ValueError("the RAM budget must be a positive number of bytes")
+        if self.profile not in ("tuned", "firmware"):
+            raise ValueError(f"device profile {self.profile!r} unknown: use --profile tuned or firmware")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain msgpack-able values (for WELCOME and config.json)."""
@@ -72,6 +76,8 @@ class RunConfig:
             "ram_budget_bytes": self.ram_budget_bytes,
             "mode": self.mode,
             "extra": dict(self.extra),
+            # only when not the default, so that tuned runs keep their fingerprints
+            **({"profile": self.profile} if self.profile != "tuned" else {}),
         }
 
     @classmethod
@@ -88,6 +94,7 @@ class RunConfig:
                 missing_policy=str(data.get("missing_policy", "sum")),
                 ram_budget_bytes=int(data.get("ram_budget_bytes", DEFAULT_RAM_BUDGET_BYTES)),
                 mode=str(data.get("mode", "rocknet")),
+                profile=str(data.get("profile", "tuned")),
                 extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError) as exc:

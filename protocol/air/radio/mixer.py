@@ -67,6 +67,22 @@ def _ctz(t: np.uint64, table: np.ndarray) -> int:
 
 
 @njit(cache=True)
+def collide(cand_p: np.ndarray, nc: int, rng: np.ndarray) -> int:
+    """Coordinated policy's reception: each of the ``nc`` concurrent senders' packets reaches
+    the listener with its link's success probability ``cand_p[j]``; the slot succeeds only when
+    exactly one arrives (its index), else -1 (nothing, or a collision: without received powers
+    in the model no sender is taken to dominate, a conservative choice of ours).
+    One hop, k senders of PRR q: P(success) = k q (1 - q)^(k - 1)."""
+    got = -1
+    n_got = 0
+    for j in range(nc):
+        if rng_uniform(rng) < cand_p[j]:
+            n_got += 1
+            got = j
+    return got if n_got == 1 else -1
+
+
+@njit(cache=True)
 def _insert(basis: np.ndarray, piv: np.ndarray, order: np.ndarray, rank: np.ndarray, b: int,
             v: np.ndarray, n_words: int, table: np.ndarray) -> bool:
     """Insert vector ``v`` (modified) into node ``b``'s RREF basis; True if innovative."""
@@ -133,11 +149,16 @@ def mixer_batch_kernel(
     ge_index: np.ndarray, ge_bad: np.ndarray, ge_p: np.ndarray, ge_r: np.ndarray,
     ge_lg: np.ndarray, ge_lb: np.ndarray, alive: np.ndarray, initiator: int,
     src_flat: np.ndarray, g_ptr: np.ndarray, slots: np.ndarray, seeds: np.ndarray,
-    tx_prob: float, final_tx: int, idle_off: int, table: np.ndarray,
+    tx_prob: float, final_tx: int, idle_off: int, policy: int, table: np.ndarray,
     decoded_flat: np.ndarray, d_ptr: np.ndarray, counts: np.ndarray, full_rank: np.ndarray,
     completion: np.ndarray,
 ) -> None:
     """Resolve consecutive Mixer rounds. ``counts[r, k, b]``: k = tx, rx, rx_ok, off slots.
+
+    ``policy`` 0: every synced node sends with ``tx_prob``, a listener captures one sender
+    (the module docstring); 1 (coordinated, ``mixer-coordinated``): the slot's round-robin
+    owner (node ``slot % n``) sends, the others with ``1 / (d + 1)`` for ``d`` usable
+    in-neighbours, and a reception succeeds only without a collision (:func:`collide`).
 
     ``ge_bad`` carries the Gilbert–Elliott states from round to round (updated in place).
     Node sets (transmitters, in-neighbours, full-rank maps) are bitmasks of
@@ -173,6 +194,7 @@ def mixer_batch_kernel(
     cnt = np.zeros((4, n), dtype=np.int64)
     cand_a = np.zeros(n, dtype=np.int64)
     cand_p = np.zeros(n, dtype=np.float64)
+    p_node = np.zeros(n, dtype=np.float64)  # per node transmit probability of this round
     v = np.zeros(w_max, dtype=np.uint64)
     rng = np.empty(1, dtype=np.uint64)
     has_ge = ge_bad.shape[0] > 0
@@ -194,6 +216,12 @@ def mixer_batch_kernel(
                 a = in_idx[e]
                 if alive[a] and prr[a, b] > 0.0:
                     in_mask[b, a // 64] |= one << np.uint64(a % 64)
+            d = 0
+            for e in range(in_ptr[b], in_ptr[b + 1]):
+                a = in_idx[e]
+                if alive[a] and prr[a, b] > 0.0:
+                    d += 1
+            p_node[b] = tx_prob if policy == 0 else 1.0 / (d + 1)
             synced[b] = b == initiator
             on[b] = alive[b]
             all_known[b] = False
@@ -229,7 +257,8 @@ def mixer_batch_kernel(
             for b in range(n):
                 coded_ready[b] = False
                 if on[b] and synced[b] and rank[b] > 0:
-                    if (slot == 0 and b == initiator) or all_known[b] or rng_uniform(rng) < tx_prob:
+                    owner = policy == 1 and b == slot % n
+                    if (slot == 0 and b == initiator) or all_known[b] or owner or rng_uniform(rng) < p_node[b]:
                         txm[b // 64] |= one << np.uint64(b % 64)
             # --- receptions (capture: one sender, chosen by link strength)
             for b in range(n):
@@ -261,7 +290,11 @@ def mixer_batch_kernel(
                 if nc == 0:
                     continue
                 i = 0
-                if nc > 1:
+                if policy == 1:
+                    i = collide(cand_p, nc, rng)
+                    if i < 0:
+                        continue
+                elif nc > 1:
                     pick = rng_uniform(rng) * total
                     while i < nc - 1:
                         pick -= cand_p[i]
@@ -269,7 +302,7 @@ def mixer_batch_kernel(
                             break
                         i += 1
                 a = cand_a[i]
-                if rng_uniform(rng) >= cand_p[i]:
+                if policy == 0 and rng_uniform(rng) >= cand_p[i]:
                     continue
                 cnt[2, b] += 1
                 synced[b] = True

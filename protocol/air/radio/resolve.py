@@ -28,8 +28,8 @@ from protocol.air.rng import stream_seed
 from protocol.air.round_loss import RoundLoss
 from protocol.air.topology_record import Topology
 
-PROTOCOLS = ("mixer", "glossy")
-_PROTOCOL_CODE = {"mixer": 1, "glossy": 2}
+PROTOCOLS = ("mixer", "glossy", "mixer-coordinated")
+_PROTOCOL_CODE = {"mixer": 1, "glossy": 2, "mixer-coordinated": 3}
 #: Glossy PHY payload besides the application payload (header with the relay counter).
 GLOSSY_HEADER_BYTES = 4
 
@@ -151,7 +151,7 @@ def resolve_batch(
     Glossy's transmissions per node and flood. Commits the Gilbert–Elliott states to ``loss``.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; use 'mixer' or 'glossy'")
+        raise ValueError(f"unknown protocol {protocol!r}; use 'mixer', 'mixer-coordinated' or 'glossy'")
     rounds = np.asarray(list(round_nos), dtype=np.int64)
     if len(sources) != rounds.size:
         raise ValueError(f"got {len(sources)} source arrays for {rounds.size} rounds")
@@ -193,12 +193,12 @@ def resolve_batch(
     ge = view.ge
     ge_bad = ge.bad.copy()
     first_rx = None
-    if protocol == "mixer":
+    if protocol in ("mixer", "mixer-coordinated"):
         slots = np.array([n_slots or timing.mixer_slots(int(x)) for x in g], dtype=np.int64)
         mixer_batch_kernel(in_ptr, in_idx, view.prr_stack, view.round_index, ge.index, ge_bad,
                            ge.p_gb, ge.r_bg, ge.loss_good, ge.loss_bad, alive_eff,
                            int(topology.initiator), src_flat, g_ptr, slots, seeds, float(tx_prob),
-                           int(final_tx), int(idle_off), _DEBRUIJN_TABLE, decoded_flat, d_ptr, counts, full_rank, completion)
+                           int(final_tx), int(idle_off), int(protocol == "mixer-coordinated"), _DEBRUIJN_TABLE, decoded_flat, d_ptr, counts, full_rank, completion)
         phy_bytes = [timing.phy_payload_bytes(int(x), payload_bytes) for x in g]
     else:
         flood = n_slots or timing.glossy_flood_slots(st.flood_diameter, n_tx)
