@@ -6,6 +6,8 @@
   never imports the node package).
 - ``rocknet status | pause | resume | stop | inject ...``: talk to a running coordinator.
 - ``rocknet monitor``: the live dashboard.
+- ``--config exp.toml`` on run, coordinator, sweep and compare: flags from an experiment file
+  (:mod:`coordinator.ui.experiment_file`); flags on the command line override it.
 
 Every flag can also come from the environment as ``ROCKNET_<FLAG>`` (e.g. ``ROCKNET_NODES``),
 which is how docker-compose.yml configures the containers.
@@ -168,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (sweep, report, baseline, compare):
         module.add_parser(sub)
+    from coordinator.ui.experiment_file import CONFIG_COMMANDS, add_config_flag
+
+    for name in CONFIG_COMMANDS:
+        add_config_flag(sub.choices[name])
     return parser
 
 
@@ -306,7 +312,15 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])
     if argv and argv[0] == "warmup":
         os.execv(sys.executable, [sys.executable, "-m", "node.offline.warmup"])
-    a = build_parser().parse_args(argv)
+    from coordinator.ui.experiment_file import ExperimentFileError, expand
+
+    parser = build_parser()
+    try:
+        argv = expand(parser, argv)  # --config FILE.toml -> its flags, the command line's win
+    except ExperimentFileError as exc:
+        print(f"rocknet: {exc}", file=sys.stderr)
+        return 2
+    a = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if getattr(a, "quiet", False) else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.command == "run":
