@@ -21,3 +21,22 @@ def drive(setup: RunSetup, lockstep: bool, silent: dict[int, set[int]] | None = 
     engine = run.run()
     devices = [agent.device for agent in run.agents]  # type: ignore[attr-defined]
     return devices, engine.air
+
+
+def reference_of(setup: RunSetup, n_shards: int | None = None) -> Any:
+    """The centralized reference of ``setup`` (``n_shards``: default its device count)."""
+    from node.offline.reference import train_reference
+
+    return train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
+                           setup.config.n_classes, setup.config.model,
+                           n_shards or setup.config.n_devices, setup.config.schedule)
+
+
+def assert_weights_file_equals(path: Any, ref: Any, n_devices: int) -> None:
+    """A run's ``weights.npz`` holds exactly the reference's W_i (and b on device 0)."""
+    import numpy as np
+
+    with np.load(path) as w:
+        for d in range(n_devices):
+            assert np.array_equal(w[f"W_{d}"], ref.weights[d]), f"device {d} differs"
+        assert np.array_equal(w["b_0"], ref.bias)

@@ -9,8 +9,6 @@ The coordinator is watched through its published control port with `rocknet stat
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_daemon import docker_info
 
 from coordinator.backends.compose import ComposeBackend, compose_command, container_state, docker
 
@@ -47,20 +46,10 @@ NO_REFERENCE = (
 
 def _skip_reason() -> str | None:
     """Why the Docker tests cannot run here, or None when they can."""
-    if os.environ.get("ROCKNET_SKIP_DOCKER") == "1":
-        return "ROCKNET_SKIP_DOCKER=1"
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["?"])[-1]
-        return f"no Docker daemon is reachable (`docker info`: {last})"
-    if compose_command() is None:
+    reason, _ = docker_info()
+    if reason is None and compose_command() is None:
         return "neither `docker compose` nor `docker-compose` is installed"
-    return None
+    return reason
 
 
 def node_entry(status: dict[str, Any], name: str) -> dict[str, Any] | None:

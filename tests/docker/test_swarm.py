@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_daemon import docker_info
 
 from coordinator.backends.swarm import SingleNodeSwarm, SwarmBackend, TaskInfo, swarm_state
 
@@ -43,20 +43,11 @@ LIVE = ("starting", "running")
 
 def _skip_reason() -> str | None:
     """Why the swarm test cannot run here, or None when it can."""
-    if os.environ.get("ROCKNET_SKIP_DOCKER") == "1":
-        return "ROCKNET_SKIP_DOCKER=1"
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        info = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
-                              capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["?"])[-1]
-        return f"no Docker daemon is reachable (`docker info`: {last})"
-    if info.stdout.strip() not in ("inactive", "active"):
-        return f"this daemon's swarm state is {info.stdout.strip()!r}"
+    reason, state = docker_info("{{.Swarm.LocalNodeState}}")
+    if reason is not None:
+        return reason
+    if state.strip() not in ("inactive", "active"):
+        return f"this daemon's swarm state is {state.strip()!r}"
     if subprocess.run(["docker", "stack", "--help"], capture_output=True).returncode != 0:
         return "this docker CLI has no `docker stack`"
     return None

@@ -13,7 +13,7 @@ from coordinator.tools.compare import CompareOptions, run_comparison
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.service.server import CoordinatorOptions, RunAborted
 from coordinator.service.run_setup import RunArgs, build_setup
-from node.offline.reference import train_reference
+from inprocess import assert_weights_file_equals, reference_of
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
@@ -32,12 +32,8 @@ def test_private_labels_processes_train_bitwise_the_default_model(tmp_path: Path
     # The default mode equals the centralized reference bitwise (tests/integration/test_testbed.py), so
     # this is the default mode's model.
     setup = build_setup(RunArgs(dataset="GunPoint", nodes=20, epochs=2, num_features=2000))
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, 20, setup.config.schedule)
-    with np.load(tmp_path / "run" / "weights.npz") as w:
-        for d in range(20):
-            assert np.array_equal(w[f"W_{d}"], ref.weights[d]), f"device {d} differs"
-        assert np.array_equal(w["b_0"], ref.bias)
+    ref = reference_of(setup)
+    assert_weights_file_equals(tmp_path / "run" / "weights.npz", ref, 20)
     # Only owners know labels: their counts add up to the whole test set and its accuracy.
     assert summary["test_scored"] == len(setup.y_test)
     assert summary["test_accuracy"] == pytest.approx(ref.test_accuracy)

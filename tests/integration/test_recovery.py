@@ -17,7 +17,7 @@ import pytest
 from coordinator.service.run_setup import RunArgs, build_setup
 from node.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from node.device.rocknet import Device, DeviceData
-from node.offline.reference import train_reference
+from inprocess import assert_weights_file_equals, reference_of
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
@@ -89,11 +89,7 @@ def test_coordinator_kill_9_and_restart_resumes_without_counting_a_round_twice(t
     # Nothing lost: the resumed run still equals the centralized reference bitwise.
     args = RunArgs(dataset="GunPoint", nodes=3, epochs=25, num_features=2000)
     setup = build_setup(args)
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, 3, setup.config.schedule)
-    with np.load(out / "weights.npz") as w:
-        for d in range(3):
-            assert np.array_equal(w[f"W_{d}"], ref.weights[d])
+    assert_weights_file_equals(out / "weights.npz", reference_of(setup), 3)
 
 
 def _device(setup, d: int) -> Device:

@@ -15,7 +15,7 @@ from coordinator.engine.medium import Air
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.service.server import CoordinatorOptions, RunAborted
 from coordinator.service.run_setup import RunArgs, SetupError, build_setup
-from node.offline.reference import train_reference
+from inprocess import assert_weights_file_equals, reference_of
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
@@ -46,12 +46,8 @@ def test_twenty_node_processes_train_and_equal_the_centralized_reference(tmp_pat
     assert len(summary["per_node"]) == 20
     assert all(n["final_collected"] for n in summary["per_node"])
     setup = build_setup(args)
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, 20, setup.config.schedule)
-    with np.load(tmp_path / "run" / "weights.npz") as w:
-        for d in range(20):
-            assert np.array_equal(w[f"W_{d}"], ref.weights[d]), f"device {d} differs"
-        assert np.array_equal(w["b_0"], ref.bias)
+    ref = reference_of(setup)
+    assert_weights_file_equals(tmp_path / "run" / "weights.npz", ref, 20)
     assert summary["test_accuracy"] == pytest.approx(ref.test_accuracy)
     assert summary["centralized_test_accuracy"] == pytest.approx(ref.test_accuracy)
     for key in ("dataset", "nodes", "protocol", "epochs", "rounds", "virtual_time_s", "wall_time_s"):

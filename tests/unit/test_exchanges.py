@@ -12,8 +12,7 @@ import pytest
 
 from coordinator.engine.exchanges import plan_exchanges
 from coordinator.service.run_setup import RunArgs, build_setup
-from inprocess import drive
-from node.offline.reference import train_reference
+from inprocess import drive, reference_of
 
 
 def small_args(**kw) -> RunArgs:
@@ -39,9 +38,7 @@ def test_batch_mode_equals_lockstep_bitwise(loss: float) -> None:
 def test_lossless_exchanges_equal_centralized_reference() -> None:
     setup = build_setup(small_args(nodes=5))
     devices, _ = drive(setup, lockstep=False)
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, setup.config.n_devices,
-                          setup.config.schedule)
+    ref = reference_of(setup)
     for dev, w in zip(devices, ref.weights):
         assert np.array_equal(dev.head.W, w)
     assert np.array_equal(devices[0].head.b, ref.bias)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from coordinator.service.run_setup import RunArgs, build_setup
-from inprocess import drive
-from node.offline.reference import train_reference
+from inprocess import drive, reference_of
 from protocol.air import timing
 
 
@@ -23,9 +22,7 @@ def test_firmware_profile_lossless_equals_reference_and_runs_8bit_adam() -> None
     setup = build_setup(small_args())
     assert setup.config.profile == "firmware" and setup.config.model.optimizer == "adam8bit"
     devices, _ = drive(setup, lockstep=False)
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, setup.config.n_devices,
-                          setup.config.schedule)
+    ref = reference_of(setup)
     for dev, w in zip(devices, ref.weights):
         assert np.array_equal(dev.head.W, w)
 

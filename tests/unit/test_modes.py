@@ -18,9 +18,9 @@ from node.device.rocknet import DeviceData
 from node.mcu.memory import RamBudgetExceeded, data_parallel_ledger, ledger
 from node.device.factory import AnyDevice, make_device
 from node.device.private_labels import NO_LABEL, PrivateLabelsDevice
-from node.offline.reference import train_reference
 from protocol.wire.frames import Tx
 from protocol.stream.schedule import KIND_TRAIN
+from inprocess import reference_of
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
@@ -129,8 +129,7 @@ def test_private_labels_ledger_adds_the_g_buffer() -> None:
 def test_data_parallel_with_one_device_equals_the_centralized_reference_bitwise() -> None:
     setup = build_setup(args(mode="data-parallel", nodes=1, ram_budget_bytes=2**30))
     devices, air, sent = drive(setup, lockstep=False)
-    ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
-                          setup.config.n_classes, setup.config.model, 1, setup.config.schedule)
+    ref = reference_of(setup)
     dev = devices[0]
     assert isinstance(dev, DataParallelDevice)
     assert np.array_equal(dev.head.W, ref.weights[0])
