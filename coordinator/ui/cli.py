@@ -70,6 +70,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
                         "(labels stay with their owner, g on the air), data-parallel (baseline)")
+    p.add_argument("--split", default=_env("split", "contiguous"),
+                   help="data placement: contiguous (firmware, default), iid, label-sorted, "
+                        "or dirichlet:ALPHA (e.g. dirichlet:0.5; small ALPHA = strongly non-IID)")
     p.add_argument("--lockstep", action="store_true", default=_env("lockstep", False),
                    help="one exchange per radio round (default: one per optimizer batch; same result)")
     p.add_argument("--realtime", action="store_true", default=_env("realtime", False),
@@ -171,6 +174,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         topology=a.topology, seed=a.seed, data_dir=a.data_dir, batch_size=a.batch_size,
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
+        split=a.split,
     )
 
 
