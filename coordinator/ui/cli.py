@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coordinator.ui.experiment_file import CONFIG_COMMANDS, add_config_flag, parse_with_config
+
 DEFAULT_NODE_PORT = 7100
 DEFAULT_FEED_PORT = 7101
 DEFAULT_CONTROL_PORT = 7102
@@ -38,6 +40,7 @@ def _env(name: str, default: Any) -> Any:
     if isinstance(default, float):
         return float(value)
     return value
+
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -163,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (sweep, report, baseline, compare):
         module.add_parser(sub)
+    for name in CONFIG_COMMANDS:  # every flag of these can come from an experiment file
+        add_config_flag(sub.choices[name])
     return parser
 
 
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])
     if argv and argv[0] == "warmup":
         os.execv(sys.executable, [sys.executable, "-m", "node.offline.warmup"])
-    a = build_parser().parse_args(argv)
+    a = parse_with_config(build_parser, argv)
     logging.basicConfig(level=logging.WARNING if getattr(a, "quiet", False) else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.command == "run":

@@ -1,0 +1,65 @@
+"""Experiment files (``--config exp.toml``): file values as defaults, flags override, and
+clear errors for unknown keys and wrong types."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coordinator.ui.cli import build_parser, main
+from coordinator.ui.experiment_file import parse_with_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.usefixtures("warm_numba")
+def test_file_values_run_and_a_command_line_flag_overrides_the_file(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'nodes = 5\ndataset = "GunPoint"\nepochs = 2\nsplit = "label-sorted"\n'
+                          'num_features = 1000\nbackend = "inprocess"\nno-reference = true\n'
+                          'quiet = true\n')
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(exp), "--epochs", "3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nodes"] == 5 and len(summary["per_node"]) == 5
+    assert summary["epochs"] == 3
+    assert summary["split"] == "label-sorted"
+    # label-sorted on GunPoint: at most one device (the class boundary) holds both classes.
+    assert sum(min(n["train_label_histogram"]) > 0 for n in summary["per_node"]) <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert "label-sorted" in json.dumps(config)
+
+
+def test_values_become_the_flags_types(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'nodes = 7\nloss = 0.25\nlockstep = true\nmissing_policy = "skip"\n')
+    a = parse_with_config(build_parser, ["run", "--config", str(exp)])
+    assert (a.nodes, a.loss, a.lockstep, a.missing_policy) == (7, 0.25, True, "skip")
+    b = parse_with_config(build_parser, ["run", "--config", str(exp), "--nodes", "3"])
+    assert b.nodes == 3
+
+
+@pytest.mark.parametrize("text, says", [
+    ("nodez = 5\n", "unknown key 'nodez'; allowed keys:"),
+    ('nodes = "five"\n', "nodes = 'five': must be a int"),
+    ('protocol = "wifi"\n', "must be one of mixer, glossy"),
+    ("lockstep = 1\n", "lockstep = 1: must be true or false"),
+    ("epochs = true\n", "must be a number"),
+    ("nodes = [\n", "not valid TOML"),
+])
+def test_bad_files_are_clear_errors(tmp_path: Path, text: str, says: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write(tmp_path, text)
+    with pytest.raises(SystemExit):
+        parse_with_config(build_parser, ["run", "--config", str(exp)])
+    assert says in capsys.readouterr().err
+
+
+def test_sweep_and_compare_take_a_file_too(tmp_path: Path) -> None:
+    for command in ("sweep", "compare"):
+        exp = write(tmp_path, "seed = 4\n")
+        assert parse_with_config(build_parser, [command, "--config", str(exp)]).seed == 4
