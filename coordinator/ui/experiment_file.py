@@ -7,6 +7,10 @@ defaults, so flags given on the command line override the file. The keys are tak
 argparse parser itself, so flags added later are covered without touching this module.
 An unknown key or a value of the wrong type is an error that names the key and what it
 accepts.
+
+Paths in the file (``topology``, ``scenario``, ``out``, ...) are relative to the file's
+folder. A scenario's events may be given inline as ``[[event]]`` tables, in the scenario
+file format (docs: coordinator/service/scenario.py); the file is then its own scenario.
 """
 
 from __future__ import annotations
@@ -89,12 +93,23 @@ def load_defaults(path: Path, p: argparse.ArgumentParser) -> dict[str, Any]:
     actions = _flag_actions(p)
     allowed = sorted({k for k in actions if "-" not in k})
     out: dict[str, Any] = {}
+    if "event" in data:  # inline scenario events: the file is a scenario file as well
+        if "scenario" not in actions:
+            raise ExperimentFileError(f"{path}: [[event]] entries: this command takes no scenario")
+        if "scenario" in data:
+            raise ExperimentFileError(f"{path}: give the scenario inline ([[event]]) or by "
+                                      "path (scenario = ...), not both")
+        data = {k: v for k, v in data.items() if k != "event"}
+        out[actions["scenario"].dest] = Path(path)
     for key, value in data.items():
         action = actions.get(key)
         if action is None:
             raise ExperimentFileError(
                 f"{path}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
-        out[action.dest] = _convert(key, value, action)
+        converted = _convert(key, value, action)
+        if isinstance(converted, Path) and not converted.is_absolute():
+            converted = Path(path).parent / converted  # relative to the file, not the shell
+        out[action.dest] = converted
     return out
 
 

@@ -63,3 +63,26 @@ def test_sweep_and_compare_take_a_file_too(tmp_path: Path) -> None:
     for command in ("sweep", "compare"):
         exp = write(tmp_path, "seed = 4\n")
         assert parse_with_config(build_parser, [command, "--config", str(exp)]).seed == 4
+
+
+def test_paths_are_relative_to_the_file_and_events_may_be_inline(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'topology = "net.toml"\n')
+    assert parse_with_config(build_parser, ["run", "--config", str(exp)]).topology == tmp_path / "net.toml"
+    inline = write(tmp_path, 'nodes = 3\n[[event]]\nat_round = 5\ncommand = "jam"\nnodes = [0]\n')
+    # "nodes" inside [[event]] is the event's, not the run's: the run keeps nodes = 3.
+    a = parse_with_config(build_parser, ["run", "--config", str(inline)])
+    assert a.scenario == inline and a.nodes == 3
+    from coordinator.service.scenario import load_scenario
+    events = load_scenario(a.scenario)
+    assert [(e.at_round, e.command, e.args) for e in events] == [(5, "jam", {"nodes": [0]})]
+
+
+@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"),
+                                            ("sweep", "sweep"), ("compare", "compare")])
+def test_the_examples_parse(name: str, command: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.toml"
+    a = parse_with_config(build_parser, [command, "--config", str(path)])
+    assert a.dataset == "GunPoint"
+    if name == "jamming":
+        from coordinator.service.scenario import load_scenario
+        assert [e.command for e in load_scenario(a.scenario)] == ["jam"]
