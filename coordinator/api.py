@@ -23,6 +23,7 @@ from typing import Any
 
 from coordinator.service.launch import LaunchOptions, run_testbed
 from coordinator.service.run_setup import RunArgs
+from coordinator.service.scenario import load_scenario
 from coordinator.service.server import CoordinatorOptions
 
 BACKENDS = ("inprocess", "processes")
@@ -47,8 +48,12 @@ class ExperimentResult:
 
 
 def run_experiment(backend: str = "inprocess", out: Path | str | None = None,
-                   reference: bool = True, **run_args: Any) -> ExperimentResult:
-    """Run one experiment; ``run_args`` are RunArgs fields (a wrong name is a clear error)."""
+                   reference: bool = True, scenario: Path | str | None = None,
+                   **run_args: Any) -> ExperimentResult:
+    """Run one experiment; ``run_args`` are RunArgs fields (a wrong name is a clear error).
+
+    ``scenario``: a TOML file with ``[[event]]`` fault events (a scenario or experiment file).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     allowed = {f.name for f in dataclasses.fields(RunArgs)}
@@ -62,6 +67,7 @@ def run_experiment(backend: str = "inprocess", out: Path | str | None = None,
         coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0,
                                        in_process=backend == "inprocess"),
         reference=reference, progress=False,
+        scenario=load_scenario(Path(scenario)) if scenario is not None else None,
     )
     run_testbed(args, launch)
     s = json.loads((run_dir / "summary.json").read_text())

@@ -32,3 +32,23 @@ def test_the_noniid_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("accuracy") == 4
     assert "label-sorted" in done.stdout
+
+
+def _script(name: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_seed_sweep_example_runs(tmp_path: Path) -> None:
+    out = _script("seed_sweep.py", str(tmp_path), "2", "1")
+    assert out.count("seed ") == 2 and "over 2 seeds" in out and "±" in out
+
+
+def test_the_jamming_example_loses_packets_only_when_jammed(tmp_path: Path) -> None:
+    lines = dict(line.split(" ", 1) for line in _script("jamming.py", str(tmp_path), "1").splitlines())
+    clean_loss = float(lines["clean"].split("packet loss")[1])
+    jammed_loss = float(lines["jammed"].split("packet loss")[1])
+    assert jammed_loss > clean_loss
