@@ -52,3 +52,11 @@ def test_the_jamming_example_loses_packets_only_when_jammed(tmp_path: Path) -> N
     clean_loss = float(lines["clean"].split("packet loss")[1])
     jammed_loss = float(lines["jammed"].split("packet loss")[1])
     assert jammed_loss > clean_loss
+
+
+@pytest.mark.usefixtures("warm_numba")
+def test_run_experiment_on_the_process_backend(tmp_path: Path) -> None:
+    r = run_experiment(backend="processes", dataset="GunPoint", nodes=3, epochs=1,
+                       num_features=1000, split="iid", out=tmp_path / "p")
+    assert (r.phase, r.nodes, r.split) == ("finished", 3, "iid")
+    assert r.test_accuracy == r.centralized_test_accuracy
