@@ -8,6 +8,7 @@ model, and checks them, so that a bad argument fails fast with a message that na
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from protocol.config.model import (
     schedule_config,
 )
 from protocol.stream.modes import MODES, stream_for
+from protocol.stream.placement import parse_split, placement_order
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
 from protocol.air.topology import Topology
 
@@ -55,6 +57,7 @@ class RunArgs:
     mode: str = "rocknet"
     profile: str = "tuned"  # device profile (node/mcu/profiles.py)
     recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
+    split: str = "contiguous"  # data placement, see protocol.stream.placement
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +80,19 @@ def build_setup(args: RunArgs) -> RunSetup:
         data = load_dataset(args.dataset, args.data_dir)
     except ValueError as exc:
         raise SetupError(str(exc)) from exc
+    try:
+        parse_split(args.split)
+    except ValueError as exc:
+        raise SetupError(f"--{exc}") from exc
     x_train, x_test = quantize_int8(data.x_train, data.x_test)
+    y_train = np.asarray(data.y_train, dtype=np.int64)
+    y_test = np.asarray(data.y_test, dtype=np.int64)
+    # Placement = reordering both sets once; device d then owns its contiguous range of the
+    # reordered sets, and the reference trains on the same reordered sets.
+    order_train = placement_order(y_train, args.nodes, args.split, args.seed, salt=0)
+    order_test = placement_order(y_test, args.nodes, args.split, args.seed, salt=1)
+    x_train, y_train = x_train[order_train], y_train[order_train]
+    x_test, y_test = x_test[order_test], y_test[order_test]
     n_classes = int(max(data.y_train.max(), data.y_test.max() if len(data.y_test) else 0)) + 1
     try:
         overrides = {**recipe_overrides(args.recipe), **args.model_overrides}
@@ -93,9 +108,9 @@ def build_setup(args: RunArgs) -> RunSetup:
         overrides["batch_size"] = args.batch_size
     try:
         model = ModelConfig(**overrides)
-        schedule = schedule_config(
+        schedule = dataclasses.replace(schedule_config(
             model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every
-        )
+        ), placement=args.split)
         config = RunConfig(
             dataset=data.name,
             n_devices=args.nodes,
@@ -130,9 +145,9 @@ def build_setup(args: RunArgs) -> RunSetup:
     return RunSetup(
         config=config,
         x_train=x_train,
-        y_train=np.asarray(data.y_train, dtype=np.int64),
+        y_train=y_train,
         x_test=x_test,
-        y_test=np.asarray(data.y_test, dtype=np.int64),
+        y_test=y_test,
         class_labels=[str(c) for c in data.class_labels],
         topology=topology,
         loss=loss,

@@ -16,6 +16,7 @@ from coordinator.engine.accuracy import aggregate_pass
 from coordinator.engine.engine import RunEngine
 from coordinator.engine.setup import RunSetup
 from protocol.stream.modes import TrainingMode
+from protocol.stream.placement import label_histograms
 from protocol.stream.schedule import KIND_TRAIN
 from protocol.wire.stats import FinalMetrics, PassRecord
 
@@ -38,6 +39,8 @@ class NodeSummary:
     compute_s_modeled: float
     test_accuracy: float | None
     final_collected: bool
+    # Samples of each class this device holds (training set; the placement, --split).
+    train_label_histogram: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class NodeSummary:
             "rx_packets": self.rx_packets, "lost_packets": self.lost_packets,
             "tx_slots": self.tx_slots, "compute_s_modeled": self.compute_s_modeled,
             "test_accuracy": self.test_accuracy, "final_collected": self.final_collected,
+            "train_label_histogram": list(self.train_label_histogram),
         }
 
 
@@ -107,6 +111,7 @@ class RunSummary:
     per_node: list[NodeSummary]
     by_mode: ModeSummary
     extra: dict[str, Any] = field(default_factory=dict)  # keys callers add (backend, ...)
+    split: str = "contiguous"  # data placement (protocol.stream.placement)
 
     def with_reference(self, accuracy: float | None) -> RunSummary:
         return replace(self, centralized_test_accuracy=accuracy)
@@ -125,6 +130,7 @@ class RunSummary:
             "exchange_wall_ms_median": self.exchange_wall_ms_median,
             "bad_frames": self.bad_frames, "stale_frames": self.stale_frames,
             "faults": self.faults, "per_node": [n.to_json() for n in self.per_node],
+            "split": self.split,
         }
         out.update(self.by_mode.to_json())
         out.update(self.extra)
@@ -147,6 +153,7 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
             engine.state.bad_frames += 1
     accuracies: dict[int, float] = {}
     nodes = []
+    histograms = label_histograms(setup.y_train, setup.config.n_devices, setup.config.n_classes)
     for entry in engine.registry.entries():
         t = engine.air.totals[entry.device]
         final = finals.get(entry.device)
@@ -161,6 +168,7 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
             radio_on_s=t.radio_on_s, rx_packets=t.rx_packets, lost_packets=t.lost_packets,
             tx_slots=t.tx_slots, compute_s_modeled=t.compute_s_modeled,
             test_accuracy=accuracies.get(entry.device), final_collected=final is not None,
+            train_label_histogram=histograms[entry.device] if entry.device < len(histograms) else [],
         ))
     # The initiator's view (lowest device id that scored the test set).
     test_acc = accuracies[min(accuracies)] if accuracies else None
@@ -187,6 +195,7 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
         exchange_wall_ms_median=float(np.median(walls) * 1e3) if walls else None,
         bad_frames=engine.state.bad_frames, stale_frames=engine.state.stale_frames,
         faults=setup.loss.describe(), per_node=nodes, by_mode=by_mode,
+        split=setup.config.schedule.placement,
     )
 
 

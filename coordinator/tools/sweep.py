@@ -35,12 +35,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from coordinator.tools.nn_baseline_runner import nn_baseline_for_dataset
 from coordinator.tools.run_dir import read_run
+from coordinator.tools.sweep_seeds import aggregate, plot_error_bars, write_tables
 from coordinator.tools.sweep_outputs import (
     baseline_line,
     fmt_ms,
@@ -79,10 +80,17 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] | None = None) -> 
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    seed_rows = []
     for n in sorted(opts.nodes):
         if echo:
             echo(f"N={n}: running {n} node process(es) on {opts.dataset} ...")
-        row = run_point(opts, n, out / "runs" / f"N{n:02d}")
+        if opts.seeds == 1:
+            row = run_point(opts, n, out / "runs" / f"N{n:02d}")
+        else:  # seed S + k into runs/NXX/seedK; the main table keeps seed S's run
+            repeats = [run_point(replace(opts, seed=opts.seed + k), n,
+                                 out / "runs" / f"N{n:02d}" / f"seed{k}") for k in range(opts.seeds)]
+            seed_rows.append(aggregate(repeats))
+            row = repeats[0]
         rows.append(row)
         if echo:
             echo(f"N={n}: RAM {row.ram_kib:.1f} KiB{'' if row.fits else ' (does not fit)'}, "
@@ -100,6 +108,8 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] | None = None) -> 
     pngs = plot_sweep(rows, out, baseline)
     files.append(write_markdown(rows, out / "sweep.md", pngs, baseline, opts))
     files += pngs
+    if seed_rows:
+        files += write_tables(seed_rows, out) + plot_error_bars(seed_rows, out)
     (out / "sweep.json").write_text(json.dumps(
         {"options": _plain_options(opts), "rows": [r.as_dict() for r in rows]}, indent=2))
     return SweepResult(tuple(rows), baseline, tuple(files))
@@ -146,6 +156,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished runs under OUT/runs made with the same arguments")
     p.add_argument("--out", type=Path, default=None, help="output folder (default sweeps/<dataset>)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repetitions per N with seeds SEED..SEED+K-1: sweep_seeds.md/csv, mean ± std")
+    p.add_argument("--backend", choices=("processes", "inprocess"), default="processes",
+                   help="processes: one OS process per device (default); inprocess: faster, same model")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -160,6 +174,7 @@ def main(args: argparse.Namespace) -> int:
             epochs=args.epochs, optimizer=args.optimizer, num_features=args.num_features,
             protocol=args.protocol, seed=args.seed, data_dir=args.data_dir, ram_budget_bytes=args.ram_budget,
             reference=args.reference, baseline=not args.no_baseline, nn_epochs=args.nn_epochs, reuse=args.reuse,
+            seeds=args.seeds, in_process=args.backend == "inprocess",
         )
         result = run_sweep(opts, echo=lambda s: print(s, flush=True))
     except (ValueError, SetupError) as exc:
@@ -170,6 +185,9 @@ def main(args: argparse.Namespace) -> int:
         return 3
     print()
     print(markdown_table(result.rows))
+    seeds_md = Path(opts.out_dir) / "sweep_seeds.md"
+    if opts.seeds > 1 and seeds_md.exists():
+        print("\n" + seeds_md.read_text())
     if result.baseline is not None:
         print(baseline_line(result.baseline))
     print(f"\nwritten: {', '.join(str(f) for f in result.files)}")

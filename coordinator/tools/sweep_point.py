@@ -45,6 +45,8 @@ class SweepOptions:
     baseline: bool = True
     nn_epochs: int | None = None
     reuse: bool = False
+    seeds: int = 1  # repetitions: seeds seed .. seed + seeds - 1 (coordinator/tools/sweep_seeds.py)
+    in_process: bool = False  # every device in the sweep's process (same model bit for bit)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class SweepOptions:
             raise ValueError(f"every N must be >= 1, got {list(self.nodes)}")
         if len(set(self.nodes)) != len(self.nodes):
             raise ValueError(f"--nodes has duplicates: {list(self.nodes)}")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
         if self.ram_budget_bytes < 1:
             raise ValueError("--ram-budget must be a positive number of bytes")
 
@@ -236,7 +240,8 @@ def run_point(opts: SweepOptions, n: int, run_dir: Path) -> SweepPoint:
         shutil.rmtree(run_dir)  # metrics.jsonl is appended to: never mix two runs
     launch = LaunchOptions(
         out_dir=run_dir,
-        coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0, lockstep=True),
+        coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0, lockstep=True,
+                                       in_process=opts.in_process),
         reference=opts.reference,
         progress=False,
     )

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coordinator.ui.experiment_file import CONFIG_COMMANDS, add_config_flag, parse_with_config
+
 DEFAULT_NODE_PORT = 7100
 DEFAULT_FEED_PORT = 7101
 DEFAULT_CONTROL_PORT = 7102
@@ -40,6 +42,7 @@ def _env(name: str, default: Any) -> Any:
     if isinstance(default, float):
         return float(value)
     return value
+
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -76,6 +79,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
                         "(labels stay with their owner, g on the air), data-parallel (baseline)")
+    p.add_argument("--split", default=_env("split", "contiguous"),
+                   help="data placement: contiguous (firmware, default), iid, label-sorted, "
+                        "or dirichlet:ALPHA (e.g. dirichlet:0.5; small ALPHA = strongly non-IID)")
     p.add_argument("--lockstep", action="store_true", default=_env("lockstep", False),
                    help="one exchange per radio round (default: one per optimizer batch; same result)")
     p.add_argument("--realtime", action="store_true", default=_env("realtime", False),
@@ -170,9 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (sweep, report, baseline, compare):
         module.add_parser(sub)
-    from coordinator.ui.experiment_file import CONFIG_COMMANDS, add_config_flag
-
-    for name in CONFIG_COMMANDS:
+    for name in CONFIG_COMMANDS:  # every flag of these can come from an experiment file
         add_config_flag(sub.choices[name])
     return parser
 
@@ -186,6 +190,7 @@ def _run_args(a: argparse.Namespace) -> Any:
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
         profile=getattr(a, "profile", "tuned"), recipe=getattr(a, "recipe", "tuned"),
+        split=a.split,
     )
 
 
@@ -312,15 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "node", *argv[1:]])
     if argv and argv[0] == "warmup":
         os.execv(sys.executable, [sys.executable, "-m", "node.offline.warmup"])
-    from coordinator.ui.experiment_file import ExperimentFileError, expand
-
-    parser = build_parser()
-    try:
-        argv = expand(parser, argv)  # --config FILE.toml -> its flags, the command line's win
-    except ExperimentFileError as exc:
-        print(f"rocknet: {exc}", file=sys.stderr)
-        return 2
-    a = parser.parse_args(argv)
+    a = parse_with_config(build_parser, argv)
     logging.basicConfig(level=logging.WARNING if getattr(a, "quiet", False) else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.command == "run":

@@ -62,6 +62,7 @@ from protocol.stream.packets import (
     Sync,
     packets_for,
 )
+from protocol.stream.placement import parse_split
 from protocol.stream.training_mode import MODES, TrainingMode
 
 __all__ = [
@@ -124,8 +125,12 @@ class ScheduleConfig:
     seed: int = 0
     eval_every: int = 0  # 0: evaluate only after the last epoch
     calibrate: bool = True
+    # Data placement (protocol.stream.placement): the run's sets are reordered by it at
+    # setup, so the stream itself only records it (owners stay contiguous ranges).
+    placement: str = "contiguous"
 
     def __post_init__(self) -> None:
+        parse_split(self.placement)  # raises with the allowed values
         if self.n_train < 1:
             raise ValueError("the training set is empty: a dataset needs at least one training sample")
         if self.n_test < 0:

@@ -1,55 +1,88 @@
-"""Experiment files: keys are flags, the command line wins, bad files say what is wrong."""
+"""Experiment files (``--config exp.toml``): file values as defaults, flags override, and
+clear errors for unknown keys and wrong types."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from coordinator.ui.cli import build_parser
-from coordinator.ui.experiment_file import ExperimentFileError, expand
+from coordinator.ui.cli import build_parser, main
+from coordinator.ui.experiment_file import parse_with_config
 
 
-def parsed(tmp_path: Path, text: str, *argv: str, command: str = "run") -> object:
+def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "exp.toml"
-    path.write_text(text)
-    parser = build_parser()
-    return parser.parse_args(expand(parser, [command, "--config", str(path), *argv]))
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
-def test_keys_become_flags_and_the_command_line_overrides_them(tmp_path: Path) -> None:
-    a = parsed(tmp_path, 'nodes = 5\ndataset = "GunPoint"\nepochs = 2\nbatch-size = 8\n'
-                         'missing_policy = "reuse"\nlockstep = true\nloss = 0.25\n', "--epochs", "3")
-    assert (a.nodes, a.dataset, a.epochs, a.batch_size) == (5, "GunPoint", 3, 8)  # type: ignore[attr-defined]
-    assert a.missing_policy == "reuse" and a.lockstep is True and a.loss == 0.25  # type: ignore[attr-defined]
+@pytest.mark.usefixtures("warm_numba")
+def test_file_values_run_and_a_command_line_flag_overrides_the_file(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'nodes = 5\ndataset = "GunPoint"\nepochs = 2\nsplit = "label-sorted"\n'
+                          'num_features = 1000\nbackend = "inprocess"\nno-reference = true\n'
+                          'quiet = true\n')
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(exp), "--epochs", "3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nodes"] == 5 and len(summary["per_node"]) == 5
+    assert summary["epochs"] == 3
+    assert summary["split"] == "label-sorted"
+    # label-sorted on GunPoint: at most one device (the class boundary) holds both classes.
+    assert sum(min(n["train_label_histogram"]) > 0 for n in summary["per_node"]) <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert "label-sorted" in json.dumps(config)
 
 
-def test_paths_are_relative_to_the_file_and_inline_events_are_its_scenario(tmp_path: Path) -> None:
-    a = parsed(tmp_path, 'topology = "layouts/office.toml"\n'
-                         '[[event]]\nat_round = 3\ncommand = "jam"\nnodes = [0]\nprr = 0.0\nrounds = 2\n')
-    assert a.topology == tmp_path / "layouts" / "office.toml"  # type: ignore[attr-defined]
-    assert a.scenario == tmp_path / "exp.toml"  # type: ignore[attr-defined]
+def test_values_become_the_flags_types(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'nodes = 7\nloss = 0.25\nlockstep = true\nmissing_policy = "skip"\n')
+    a = parse_with_config(build_parser, ["run", "--config", str(exp)])
+    assert (a.nodes, a.loss, a.lockstep, a.missing_policy) == (7, 0.25, True, "skip")
+    b = parse_with_config(build_parser, ["run", "--config", str(exp), "--nodes", "3"])
+    assert b.nodes == 3
 
 
-def test_sweep_takes_a_list_of_nodes(tmp_path: Path) -> None:
-    a = parsed(tmp_path, 'nodes = [2, 5]\nepochs = 1\n', command="sweep")
-    assert list(a.nodes) == [2, 5] and a.epochs == 1  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("nodez = 5\n", "unknown key 'nodez' for rocknet run; allowed: .*nodes"),
-    ('nodes = "five"\n', "nodes = 'five': expected an integer"),
-    ("lockstep = 1\n", "lockstep = 1: expected true or false"),
-    ('protocol = "wifi"\n', "protocol = 'wifi': expected one of 'mixer'"),
-    ("loss = true\n", "loss = True: expected a number"),
-    ("nodes = \n", "not valid TOML"),
+@pytest.mark.parametrize("text, says", [
+    ("nodez = 5\n", "unknown key 'nodez'; allowed keys:"),
+    ('nodes = "five"\n', "nodes = 'five': must be a int"),
+    ('protocol = "wifi"\n', "must be one of mixer, mixer-coordinated, glossy"),
+    ("lockstep = 1\n", "lockstep = 1: must be true or false"),
+    ("epochs = true\n", "must be a number"),
+    ("nodes = [\n", "not valid TOML"),
 ])
-def test_a_bad_file_names_the_key_and_what_is_allowed(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ExperimentFileError, match=message):
-        parsed(tmp_path, text)
+def test_bad_files_are_clear_errors(tmp_path: Path, text: str, says: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write(tmp_path, text)
+    with pytest.raises(SystemExit):
+        parse_with_config(build_parser, ["run", "--config", str(exp)])
+    assert says in capsys.readouterr().err
 
 
-def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ExperimentFileError, match="cannot read experiment file .*nope.toml"):
-        expand(build_parser(), ["run", "--config", str(tmp_path / "nope.toml")])
+def test_sweep_and_compare_take_a_file_too(tmp_path: Path) -> None:
+    for command in ("sweep", "compare"):
+        exp = write(tmp_path, "seed = 4\n")
+        assert parse_with_config(build_parser, [command, "--config", str(exp)]).seed == 4
 
+
+def test_paths_are_relative_to_the_file_and_events_may_be_inline(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'topology = "net.toml"\n')
+    assert parse_with_config(build_parser, ["run", "--config", str(exp)]).topology == tmp_path / "net.toml"
+    inline = write(tmp_path, 'nodes = 3\n[[event]]\nat_round = 5\ncommand = "jam"\nnodes = [0]\n')
+    # "nodes" inside [[event]] is the event's, not the run's: the run keeps nodes = 3.
+    a = parse_with_config(build_parser, ["run", "--config", str(inline)])
+    assert a.scenario == inline and a.nodes == 3
+    from coordinator.service.scenario import load_scenario
+    events = load_scenario(a.scenario)
+    assert [(e.at_round, e.command, e.args) for e in events] == [(5, "jam", {"nodes": [0]})]
+
+
+@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"),
+                                            ("sweep", "sweep"), ("compare", "compare")])
+def test_the_examples_parse(name: str, command: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.toml"
+    a = parse_with_config(build_parser, [command, "--config", str(path)])
+    assert a.dataset == "GunPoint"
+    if name == "jamming":
+        from coordinator.service.scenario import load_scenario
+        assert [e.command for e in load_scenario(a.scenario)] == ["jam"]
