@@ -35,3 +35,20 @@ def test_table_marks_a_gap_within_2pp_or_one_test_series():
     lines = [ln for ln in table.splitlines() if ln.startswith("| X")]
     # -1.5 pp passes; -3 pp on 1000 series fails; -5 pp on 20 series is one series (5 pp)
     assert [ln.rsplit("|", 2)[1].strip() for ln in lines] == ["yes", "no", "yes"]
+
+
+def test_selection_keeps_the_strongest_decay_when_validation_cannot_tell():
+    """Two classes a validation carve separates perfectly under every grid entry (a sine
+    against its negation): every entry ties, so the rule must keep the simplest model."""
+    import numpy as np
+
+    from benchmarks.accuracy import SELECT_GRID, select_config
+    from coordinator.service.datasets import Dataset
+
+    t = np.linspace(0, 4 * np.pi, 64)
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 20)
+    x = np.where(y[:, None] == 0, 1.0, -1.0) * np.sin(t)[None, :] + 0.05 * rng.standard_normal((40, 64))
+    ds = Dataset("sine", x, y.astype(np.int64), x[:2], y[:2].astype(np.int64), ("a", "b"))
+    chosen = select_config(ds, ModelConfig(num_features=840), 2)
+    assert (chosen.weight_decay, chosen.epochs) == SELECT_GRID[0]
