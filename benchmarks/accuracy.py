@@ -1,0 +1,195 @@
+"""Accuracy of the 20-device default model against aeon's ridge baseline (issue 17).
+
+For every bundled univariate equal-length dataset (``bundled_datasets()``) and, with
+``--data-dir``, any UCR 2018 folder named by ``--extra``, it trains:
+
+* **ours**: :func:`node.offline.reference.train_reference` with ``ModelConfig()`` (today's
+  defaults) and ``n_shards=N`` (default 20). The reference replays the distributed run's
+  stream and sums the partial logits in device order, so it is bitwise the in-process
+  distributed run with N devices (tests/integration/test_reference.py pins this); it is used
+  here because one process on a loaded machine is far cheaper than N.
+* **ridge**: aeon MiniRocket (seeded) + StandardScaler + RidgeClassifierCV(alphas=logspace(-3,
+  3, 10)) on the same split, float series.
+
+Both see only the training split while fitting; the test split is used once, to score.
+Datasets whose device 0 does not fit the RAM budget at N are listed with the ledger's
+message and the smallest N that fits, and then run at that N.
+
+Usage::
+
+    python -m benchmarks.accuracy [--nodes 20] [--data-dir DIR --extra NAME ...] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from coordinator.service.datasets import Dataset, bundled_datasets, load_dataset, quantize_int8
+from node.mcu.memory import RamBudgetExceeded, check, ledger
+from node.offline.reference import train_reference
+from protocol.config.model import ModelConfig
+
+#: RidgeClassifierCV's grid, as in aeon's MiniRocket examples (issue 3's baseline).
+RIDGE_ALPHAS = np.logspace(-3, 3, 10)
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    """One dataset's result; accuracies are fractions of the test split."""
+
+    name: str
+    n_train: int
+    n_test: int
+    length: int
+    n_classes: int
+    n_devices: int  # N the model ran with (the requested N unless RAM forced more)
+    ours: float
+    ridge: float
+    ram_note: str  # the ledger's message when the requested N does not fit, else ""
+    wall_s: float  # seconds for our model
+    ridge_int8: float | None = None  # ridge on the int8-quantized series the devices see
+    selected: float | None = None  # test accuracy with select_config's choice (offline)
+    selected_cfg: str = ""  # "wd=…, epochs=…" chosen on the validation carve
+
+    @property
+    def gap_pp(self) -> float:
+        """ours - ridge in percentage points (negative: ridge is better)."""
+        return 100.0 * (self.ours - self.ridge)
+
+    @property
+    def one_series_pp(self) -> float:
+        """One test series in percentage points (the resolution of the test split)."""
+        return 100.0 / self.n_test
+
+
+def ridge_accuracy(ds: Dataset, seed: int = 0) -> float:
+    """aeon MiniRocket + StandardScaler + RidgeClassifierCV test accuracy on ``ds``'s split."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rocket = MiniRocket(random_state=seed)
+    f_train = rocket.fit_transform(ds.x_train[:, None, :].astype(np.float32))
+    f_test = rocket.transform(ds.x_test[:, None, :].astype(np.float32))
+    clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS))
+    clf.fit(f_train, ds.y_train)
+    return float(np.mean(clf.predict(f_test) == ds.y_test))
+
+
+def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: int) -> tuple[int, str]:
+    """The smallest N >= ``n_devices`` whose device 0 fits the budget, and the ledger's
+    message for ``n_devices`` ("" when it fits)."""
+    try:
+        check(ledger(cfg, n_devices, length, n_classes), cfg=cfg, series_length=length, n_classes=n_classes)
+        return n_devices, ""
+    except RamBudgetExceeded as exc:
+        note = str(exc)
+    for n in range(n_devices + 1, 85):
+        try:
+            check(ledger(cfg, n, length, n_classes))
+            return n, note
+        except RamBudgetExceeded:
+            continue
+    raise RamBudgetExceeded(note)
+
+
+def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False) -> AccuracyRow:
+    """Train ours and ridge on ``ds`` (with ``select``, also the validation-selected config)
+    and return the row."""
+    n, note = fitting_devices(cfg, n_devices, ds.series_length, ds.n_classes)
+    x_train, x_test = quantize_int8(ds.x_train, ds.x_test)
+    t0 = time.perf_counter()
+    res = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, cfg, n)
+    wall = time.perf_counter() - t0
+    selected, selected_cfg = None, ""
+    if select:
+        sc = select_config(ds, cfg, n)
+        selected = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, sc, n).test_accuracy
+        selected_cfg = f"wd={sc.weight_decay:g}, epochs={sc.epochs}"
+    # ridge on what the devices receive: separates the quantization's cost from the head's
+    q = Dataset(ds.name, x_train.astype(np.float64), ds.y_train, x_test.astype(np.float64), ds.y_test, ds.class_labels)
+    return AccuracyRow(
+        name=ds.name, n_train=len(ds.y_train), n_test=len(ds.y_test), length=ds.series_length,
+        n_classes=ds.n_classes, n_devices=n, ours=res.test_accuracy, ridge=ridge_accuracy(ds),
+        ram_note=note, wall_s=wall, ridge_int8=ridge_accuracy(q), selected=selected, selected_cfg=selected_cfg,
+    )
+
+
+#: the grid the offline validation selection searches (weight decay, epochs); see select_config.
+SELECT_GRID = [(wd, ep) for wd in (100.0, 10.0, 1.0) for ep in (15, 60)]
+
+
+def select_config(ds: Dataset, cfg: ModelConfig, n_devices: int, seed: int = 0) -> ModelConfig:
+    """Pick (weight_decay, epochs) from :data:`SELECT_GRID` by accuracy on a validation
+    split: a seeded, stratification-free 80/20 carve of the *training* split (the test split
+    is never seen). Ties go to the earlier grid entry: the strongest decay and the fewest
+    epochs, the simplest model the validation split cannot tell apart. Offline only: the
+    devices do not run this yet, so it measures what a validation rule would buy; it is not
+    a default."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ds.y_train))
+    n_val = max(1, len(order) // 5)
+    val, fit = order[:n_val], order[n_val:]
+    x_fit, x_val = quantize_int8(ds.x_train[fit], ds.x_train[val])
+    best, best_acc = cfg, -1.0
+    for wd, ep in SELECT_GRID:
+        c = replace(cfg, weight_decay=wd, epochs=ep)
+        acc = train_reference(x_fit, ds.y_train[fit], x_val, ds.y_train[val], ds.n_classes, c, n_devices).test_accuracy
+        if acc > best_acc:
+            best, best_acc = c, acc
+    return best
+
+
+def markdown(rows: list[AccuracyRow]) -> str:
+    """The table as Markdown; 'met' is |gap| <= 2 pp or within one test series."""
+    out = [
+        "| dataset | n_train / n_test / L / C | N | ours (default) | ridge | gap (pp) | within 2 pp or 1 series "
+        "| ridge on int8 series |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = r.gap_pp >= -2.0 or r.gap_pp >= -r.one_series_pp - 1e-9
+        out.append(
+            f"| {r.name} | {r.n_train} / {r.n_test} / {r.length} / {r.n_classes} | {r.n_devices} | "
+            f"{r.ours:.3f} | {r.ridge:.3f} | {r.gap_pp:+.1f} | {'yes' if met else 'no'} | "
+            f"{'' if r.ridge_int8 is None else f'{r.ridge_int8:.3f}'} |"
+        )
+    if any(r.selected is not None for r in rows):
+        out += ["", "| dataset | validation-selected (offline) | chosen | gap to ridge (pp) |", "|---|---|---|---|"]
+        for r in rows:
+            if r.selected is not None:
+                out.append(f"| {r.name} | {r.selected:.3f} | {r.selected_cfg} | {100 * (r.selected - r.ridge):+.1f} |")
+    notes = [f"- {r.name}: {r.ram_note}" for r in rows if r.ram_note]
+    if notes:
+        out += ["", "RAM budget at the requested N:"] + notes
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=20)
+    p.add_argument("--data-dir", default=None, help="a UCR 2018 archive folder for --extra datasets")
+    p.add_argument("--extra", nargs="*", default=[], help="dataset names to load from --data-dir")
+    p.add_argument("--only", nargs="*", default=None, help="restrict to these dataset names")
+    p.add_argument("--select", action="store_true", help="also run the offline validation selection")
+    args = p.parse_args(argv)
+    cfg = ModelConfig()
+    names = [n for n in bundled_datasets() if args.only is None or n in args.only]
+    rows = []
+    for name in names + list(args.extra):
+        ds = load_dataset(name, args.data_dir if name in args.extra else None)
+        row = run_one(ds, cfg, args.nodes, args.select)
+        print(f"{name}: ours {row.ours:.3f} ridge {row.ridge:.3f} N={row.n_devices} ({row.wall_s:.1f} s)", flush=True)
+        rows.append(row)
+    print()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
