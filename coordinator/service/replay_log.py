@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from coordinator.engine.engine import RunEngine
 from coordinator.engine.state import ExchangeDone
 from coordinator.service import run_checkpoint
@@ -75,16 +77,16 @@ def read_records(path: Path, checkpoint_digest: str) -> list[dict[str, Any]]:
 def replay(engine: RunEngine, records: list[dict[str, Any]]) -> Progress | None:
     """Apply ``records`` to an engine just restored from their checkpoint; returns the last
     record's progress (None when there is none). KeyError/TypeError/ValueError if damaged."""
-    progress: Progress | None = None
     air = engine.air
     for record in records:
         # The costs the rounds were resolved with (set from the exchange's TXs before them).
-        Progress.apply(engine, record["progress"])
+        air.sample_s = np.array(record["progress"]["sample_s"], dtype=np.float64)
+        air.step_s = np.array(record["progress"]["step_s"], dtype=np.float64)
         for plain in record["resolved"]:
             air.replay(round_from_plain(air, plain))
         air.forget_before(int(record["forget_before"]))
-        progress = Progress.apply(engine, record["progress"])
-    return progress
+    # The rest of the progress is the last record's alone.
+    return Progress.apply(engine, records[-1]["progress"]) if records else None
 
 
 class Checkpointer:

@@ -95,12 +95,7 @@ class DeviceData:
 
 def score(metrics: PassMetrics, logits: np.ndarray, label: int) -> None:
     """Add one sample's cross-entropy and hit to ``metrics`` (from its summed logits)."""
-    z = logits.astype(np.float64)
-    z -= z.max()
-    log_p = z - np.log(np.exp(z).sum())
-    metrics.loss_sum += float(-log_p[label])
-    metrics.correct += int(np.argmax(logits) == label)
-    metrics.total += 1
+    score_rows(metrics, logits[None, :], np.array([label]))
 
 
 def score_rows(metrics: PassMetrics, logits: np.ndarray, labels: np.ndarray) -> None:
