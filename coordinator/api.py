@@ -15,13 +15,12 @@ The run directory is written exactly as by ``rocknet run``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordinator.service.launch import LaunchOptions, run_testbed
+from coordinator.service.results import default_run_dir
 from coordinator.service.run_setup import RunArgs
 from coordinator.service.scenario import load_scenario
 from coordinator.service.server import CoordinatorOptions
@@ -61,7 +60,7 @@ def run_experiment(backend: str = "inprocess", out: Path | str | None = None,
     if unknown:
         raise ValueError(f"unknown run argument(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
     args = RunArgs(**run_args)
-    run_dir = Path(out) if out is not None else Path("runs") / f"{args.dataset}-{args.nodes}n-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out) if out is not None else default_run_dir(args.dataset, args.nodes)
     launch = LaunchOptions(
         out_dir=run_dir,
         coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0,
@@ -69,8 +68,7 @@ def run_experiment(backend: str = "inprocess", out: Path | str | None = None,
         reference=reference, progress=False,
         scenario=load_scenario(Path(scenario)) if scenario is not None else None,
     )
-    run_testbed(args, launch)
-    s = json.loads((run_dir / "summary.json").read_text())
+    s = run_testbed(args, launch)  # the summary, as written to summary.json
     return ExperimentResult(
         run_dir=run_dir, dataset=s["dataset"], nodes=int(s["nodes"]), epochs=int(s["epochs"]),
         split=s["split"], phase=s["phase"], test_accuracy=s["test_accuracy"],

@@ -5,6 +5,7 @@ event) and ``summary.json``, plus the final table printed to the terminal.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,6 +15,12 @@ from coordinator.engine.values import plain_values
 
 from protocol.files import atomic_write_text
 from protocol.wire.frames import Final
+
+
+def default_run_dir(dataset: str, nodes: int, kind: str = "") -> Path:
+    """``runs/[<kind>-]<dataset>-<N>n-<time>``: where a run goes without ``--out``."""
+    prefix = f"{kind}-" if kind else ""
+    return Path("runs") / f"{prefix}{dataset}-{nodes}n-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

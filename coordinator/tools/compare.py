@@ -27,7 +27,6 @@ import csv
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """``rocknet compare``: run, tabulate, plot; 0 if every mode finished."""
+    from coordinator.service.results import default_run_dir
     from coordinator.service.run_setup import SetupError
 
     modes = tuple(m.strip() for m in str(args.modes).split(",") if m.strip())
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"rocknet: --modes takes a comma list of {', '.join(MODES)}; got {args.modes!r}",
               file=sys.stderr)
         return 2
-    out = args.out or Path("runs") / f"compare-{args.dataset}-{args.nodes}n-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or default_run_dir(args.dataset, args.nodes, kind="compare")
     options = CompareOptions(
         dataset=args.dataset, nodes=args.nodes, epochs=args.epochs, num_features=args.num_features,
         batch_size=args.batch_size, protocol=args.protocol, loss=args.loss, seed=args.seed,

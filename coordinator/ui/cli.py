@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -197,13 +196,14 @@ def _run_args(a: argparse.Namespace) -> Any:
 def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     from coordinator.service.scenario import ScenarioError, load_scenario
     from coordinator.service.launch import LaunchOptions, run_testbed
+    from coordinator.service.results import default_run_dir
     from coordinator.service.signals import RunInterrupted
     from coordinator.service.results import print_summary_table
     from coordinator.service.server import CoordinatorOptions, RunAborted
     from coordinator.service.run_setup import SetupError
     from protocol.net.keys import CurveKeyError
 
-    out = a.out or Path("runs") / f"{a.dataset}-{a.nodes}n-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = a.out or default_run_dir(a.dataset, a.nodes)
     try:
         scenario = load_scenario(a.scenario) if a.scenario else None
     except ScenarioError as exc:
