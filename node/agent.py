@@ -70,6 +70,7 @@ class NodeAgent:
         self.stopped = False
         self._ballast: np.ndarray | None = None
         self._saved_at = float("-inf")  # monotonic time of the last checkpoint
+        self._checkpoint = checkpoint_path(options.checkpoint_dir, options.name)
 
     @property
     def name(self) -> str:
@@ -141,11 +142,13 @@ class NodeAgent:
         self.last_exchange = msg.exchange
         self.rounds = {msg.exchange: msg}
         fields = device.tx_payload(msg)
-        stats = replace(device.take_tx_stats(), bad_frames=self.bad_frames,
-                        stale_frames=self.stale_frames)
+        # The wire form of replace(stats, bad_frames=..., stale_frames=...): the counters
+        # come last either way, without rebuilding the record on every exchange.
+        stats = device.take_tx_stats().to_wire()
+        stats["bad_frames"] = self.bad_frames
+        stats["stale_frames"] = self.stale_frames
         # Built from the device's typed payload, unchecked: the coordinator's decode checks it.
-        return [Tx.build(exchange=msg.exchange, device=device.device, stats=stats.to_wire(),
-                         **fields)]
+        return [Tx.build(exchange=msg.exchange, device=device.device, stats=stats, **fields)]
 
     def _on_rx(self, msg: Rx) -> None:
         device = self.device
@@ -165,7 +168,7 @@ class NodeAgent:
         del self.rounds[msg.exchange]
         steps_before = device.steps_taken
         device.on_rx(round_msg, msg)
-        path = checkpoint_path(self.options.checkpoint_dir, self.options.name)
+        path = self._checkpoint
         now = time.monotonic()
         if (path is not None and device.steps_taken != steps_before
                 and now - self._saved_at >= self.options.checkpoint_interval_s):

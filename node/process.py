@@ -228,6 +228,24 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
     )
 
 
+#: Set to a directory to write each node's cProfile of its run loop there (``<name>.prof``):
+#: how docs/speed.md finds where a node's time goes.
+PROFILE_ENV = "ROCKNET_PROFILE_DIR"
+
+
+def _run_profiled(proc: NodeProcess) -> int:
+    import cProfile
+
+    out = Path(os.environ[PROFILE_ENV])
+    out.mkdir(parents=True, exist_ok=True)
+    # CPU time, not wall: on a loaded host the wall clock charges other processes to us.
+    profiler = cProfile.Profile(time.process_time)
+    try:
+        return int(profiler.runcall(proc.run))
+    finally:
+        profiler.dump_stats(str(out / f"{proc.options.name}.prof"))
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     if options.checkpoint_dir is not None:
@@ -244,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         watchdog = MemoryWatchdog(options.mem_limit_mb, exit_code=EXIT_MEMORY)
         watchdog.start()
     try:
-        return proc.run()
+        return _run_profiled(proc) if os.environ.get(PROFILE_ENV) else proc.run()
     finally:
         proc.close()
         if watchdog is not None:

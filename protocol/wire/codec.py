@@ -81,19 +81,61 @@ def check_array(arr: np.ndarray, where: str) -> str:
     return name
 
 
+def _array_head(name: str, ndim: int) -> bytes:
+    """The header of an array of dtype ``name`` and ``ndim`` dims, up to (not including)
+    its dims: ``[u8 name_len][name][u8 ndim][zero pad to 8 bytes]``."""
+    head = bytes([len(name)]) + name.encode("ascii") + bytes([ndim])
+    return head + bytes(-len(head) % 8)
+
+
+#: Per dims count, the ``struct`` of its dims (u64 LE each).
+_DIMS = tuple(struct.Struct(f"<{ndim}Q") for ndim in range(MAX_NDIM + 1))
+#: (little-endian or byte-order-free dtype, ndim) -> header: the hot path's lookup, so that
+#: an array of an allowed dtype costs one dict probe instead of the checks of check_array.
+_ENCODE_HEADS = {(np.dtype(name).newbyteorder("<"), ndim): _array_head(name, ndim)
+                 for name in ALLOWED_DTYPES for ndim in range(MAX_NDIM + 1)}
+#: header -> (dtype, ndim, offset of the dims): what :func:`decode_array` accepts at once.
+_DECODE_HEADS = {head: (_WIRE_DTYPES[name], ndim, len(head))
+                 for (_, ndim), head in _ENCODE_HEADS.items()
+                 for name in [head[1:1 + head[0]].decode("ascii")]}
+
+
 def encode_array(arr: np.ndarray) -> bytes:
     """The ext data of ``arr`` (header + raw C-order little-endian bytes)."""
-    name = check_array(arr, "array").encode("ascii")
-    head = bytes([len(name)]) + name + bytes([arr.ndim])
-    head += bytes(-len(head) % 8) + struct.pack(f"<{arr.ndim}Q", *arr.shape)
+    head = _ENCODE_HEADS.get((arr.dtype, arr.ndim)) if type(arr) is np.ndarray else None
+    if head is not None:  # an allowed dtype, already little-endian: no conversion
+        return head + _DIMS[arr.ndim].pack(*arr.shape) + arr.tobytes(order="C")
+    name = check_array(arr, "array")
     raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-    return head + raw
+    return _array_head(name, arr.ndim) + _DIMS[arr.ndim].pack(*arr.shape) + raw
 
 
 def decode_array(data: bytes) -> np.ndarray:
     """Inverse of :func:`encode_array`: a read-only array viewing ``data`` (no copy; the
     unpacker passes a private ``bytes`` object, so nothing else can change it)."""
     size = len(data)
+    # The common case in one dict probe: a well-formed header and a byte count that
+    # matches the shape. Anything else takes the checks below, which raise.
+    entry = _DECODE_HEADS.get(bytes(data[:16 if data[0] > 6 else 8])) if size else None
+    if entry is not None:
+        dtype, ndim, dims_at = entry
+        raw_at = dims_at + 8 * ndim
+        if size >= raw_at:
+            shape = _DIMS[ndim].unpack_from(data, dims_at)
+            count = math.prod(shape)
+            if (count * dtype.itemsize == size - raw_at
+                    and (count or math.prod(d or 1 for d in shape) * dtype.itemsize
+                         <= _MAX_EXTENT_BYTES)
+                    and (dtype.kind != "b" or not count
+                         or np.frombuffer(data, np.uint8, count, raw_at).max() <= 1)):
+                arr = np.frombuffer(data, dtype, count, raw_at).reshape(shape)
+                arr.flags.writeable = False
+                return arr
+    return _decode_array_checked(data, size)
+
+
+def _decode_array_checked(data: bytes, size: int) -> np.ndarray:
+    """:func:`decode_array` with every check and its error message."""
     name_len = data[0] if size else 0
     if not 1 <= name_len <= 7 or size < 2 + name_len:
         raise ProtocolError("array header is truncated or has a bad dtype name length")
@@ -109,7 +151,7 @@ def decode_array(data: bytes) -> np.ndarray:
     raw_at = start + 8 * ndim
     if size < raw_at or any(data[2 + name_len:start]):
         raise ProtocolError("array header is truncated or its padding is not zero")
-    shape = struct.unpack_from(f"<{ndim}Q", data, start)
+    shape = _DIMS[ndim].unpack_from(data, start)
     if math.prod(d or 1 for d in shape) * dtype.itemsize > _MAX_EXTENT_BYTES:
         raise ProtocolError(f"array shape {shape} is absurdly large")
     count = math.prod(shape)

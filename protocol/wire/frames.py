@@ -109,12 +109,18 @@ def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX
     wanted = (expect,) if isinstance(expect, type) else expect
     if wanted is not None and cls not in wanted:
         raise ProtocolError(f"expected {' or '.join(c.TYPE for c in wanted)}, got {cls.TYPE}")
-    names = {f.name for f in cls._FIELDS}
-    if missing := sorted(names - obj.keys()):
-        raise ProtocolError(f"{cls.TYPE} frame lacks field(s) {', '.join(missing)}")
-    if unknown := sorted(obj.keys() - names):
+    names = cls._NAMES
+    if obj.keys() != names:
+        if missing := sorted(names - obj.keys()):
+            raise ProtocolError(f"{cls.TYPE} frame lacks field(s) {', '.join(missing)}")
+        unknown = sorted(obj.keys() - names)
         raise ProtocolError(f"{cls.TYPE} frame has unknown field(s) {', '.join(unknown):.200}")
-    return cls(**obj)  # __post_init__ validates every field
+    # What the dataclass __init__ does, without its per-field frozen-setattr calls: every
+    # field is present (checked above), so there are no defaults to fill in.
+    msg = object.__new__(cls)
+    msg.__dict__.update(obj)
+    msg.__post_init__()  # validates every field
+    return msg
 
 
 # --- the messages -------------------------------------------------------------------------

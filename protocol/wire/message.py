@@ -83,6 +83,8 @@ def register(cls: type[M]) -> type[M]:
     if {"v", "t"} & {f.name for f in fields}:  # the envelope of protocol.wire.frames
         raise TypeError(f"{cls.__name__}: 'v' and 't' are reserved for the envelope")
     cls._FIELDS = fields
+    cls._ACCEPT = tuple((f.name, _acceptor(f)) for f in fields)
+    cls._NAMES = frozenset(f.name for f in fields)
     cls._DEFAULTS = {f.name: (f.default, f.default_factory) for f in dataclasses.fields(cls)
                      if f.default is not dataclasses.MISSING
                      or f.default_factory is not dataclasses.MISSING}
@@ -132,6 +134,68 @@ def _check_field(type_name: str, spec: _Field, value: Any, budget: codec.Budget)
     raise ProtocolError(f"{where}: expected {spec.describe()}, got {got}")
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _plain_map_objects(value: dict[str, Any], levels: int = 2) -> int:
+    """msgpack objects of a map of ASCII keys to scalars needing no normalization (or to
+    such maps, ``levels`` deep at most), or 0 when it is anything else (then
+    :func:`codec.check_value` decides)."""
+    objects = 1 + len(value)
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return 0
+        kind = type(item)
+        if kind is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                return 0
+        elif kind is dict and levels > 1:
+            inner = _plain_map_objects(item, levels - 1)
+            if not inner:
+                return 0
+            objects += inner - 1
+        elif not (kind is float or kind is bool or item is None
+                  or (kind is str and item.isascii())):
+            return 0
+        objects += 1
+    return objects
+
+
+def _acceptor(spec: _Field) -> typing.Callable[[Any], int]:
+    """A quick test of a field value: the msgpack objects it takes when it is valid exactly
+    as it is (nothing to normalize), else 0. Never wrong in the other direction: a value it
+    accepts passes :func:`_check_field` unchanged."""
+    kind, optional = spec.kind, spec.optional
+    if kind is np.ndarray:
+        names = codec.ALLOWED_DTYPES if spec.dtype is None else (spec.dtype,)
+        dtypes = frozenset(np.dtype(n).newbyteorder(o) for n in names for o in ("<", ">"))
+        ndims = range(codec.MAX_NDIM + 1) if spec.ndim is None else (spec.ndim,)
+
+        def accept(value: Any) -> int:
+            if type(value) is np.ndarray:
+                return int(value.dtype in dtypes and value.ndim in ndims)
+            return int(optional and value is None)
+    elif kind is int:
+        def accept(value: Any) -> int:
+            return int((type(value) is int and _INT64_MIN <= value <= _INT64_MAX)
+                       or (optional and value is None))
+    elif kind is dict:
+        def accept(value: Any) -> int:
+            if type(value) is dict:
+                return _plain_map_objects(value)
+            return int(optional and value is None)
+    elif kind in (float, bool):
+        def accept(value: Any) -> int:
+            return int(type(value) is kind or (optional and value is None))
+    elif kind is str:
+        def accept(value: Any) -> int:
+            return int((type(value) is str and value.isascii()) or (optional and value is None))
+    else:  # lists: always the full check
+        def accept(value: Any) -> int:
+            return 0
+    return accept
+
+
 class Message:
     """Base of all wire messages; subclasses are registered with :func:`register`."""
 
@@ -139,6 +203,10 @@ class Message:
     _FIELDS: ClassVar[tuple[_Field, ...]] = ()
     #: field name -> (default, default factory), one of them MISSING
     _DEFAULTS: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    #: (field name, quick acceptor) per field, see :func:`_acceptor`
+    _ACCEPT: ClassVar[tuple[tuple[str, typing.Callable[[Any], int]], ...]] = ()
+    #: the field names
+    _NAMES: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def build(cls: type[M], **values: Any) -> M:
@@ -166,6 +234,18 @@ class Message:
         return msg
 
     def __post_init__(self) -> None:
+        # Quick pass: every field valid as it is and the frame within the object budget;
+        # otherwise the full pass below, which normalizes or raises the precise error.
+        values, objects = self.__dict__, ENVELOPE_OBJECTS
+        for name, accept in self._ACCEPT:
+            taken = accept(values[name])
+            if not taken:
+                break
+            objects += 1 + taken  # the key, the value
+        else:
+            if objects <= codec.MAX_OBJECTS:
+                self.check()
+                return
         budget = codec.Budget(codec.MAX_OBJECTS - ENVELOPE_OBJECTS)
         for spec in self._FIELDS:
             budget.take(f"field {spec.name!r} of {self.TYPE}")  # the key
