@@ -69,26 +69,6 @@ def _with_counters(out: dict[str, Any], bad_frames: int | None, stale_frames: in
     return out
 
 
-_ABSENT = object()
-_INF = math.inf
-
-
-def _is_count(value: object) -> bool:
-    """An int >= 0 that is not a bool (what :func:`_int` accepts with ``minimum=0``)."""
-    return type(value) is int and value >= 0
-
-
-def _is_seconds(value: object) -> bool:
-    """A finite number >= 0 that is not a bool (what :func:`_seconds` accepts); NaN fails."""
-    return (type(value) is float or type(value) is int) and 0 <= value < _INF
-
-
-def _is_finite_or_none(value: object) -> bool:
-    """None or a finite number that is not a bool (``_float(optional=True)``); NaN fails."""
-    return value is None or ((type(value) is float or type(value) is int)
-                             and -_INF < value < _INF)
-
-
 @dataclass(frozen=True)
 class PassRecord:
     """One pass (training epoch or evaluation) as one device saw it.
@@ -127,29 +107,6 @@ class PassRecord:
 
     @classmethod
     def from_wire(cls, data: object) -> Self:
-        quick = cls._quick(data)
-        return quick if quick is not None else cls._from_wire_checked(data)
-
-    @classmethod
-    def _quick(cls, d: object) -> Self | None:
-        """The record of a well-formed map at the cost of a few comparisons (it arrives with
-        every TX), or None: then :meth:`_from_wire_checked` names what is wrong."""
-        if type(d) is not dict:
-            return None
-        kind, epoch, correct, total, skipped = (d.get("kind"), d.get("epoch"), d.get("correct"),
-                                                d.get("total"), d.get("skipped"))
-        accuracy, loss = d.get("accuracy", _ABSENT), d.get("loss", _ABSENT)
-        if (kind not in _PASS_KINDS or not _is_count(correct) or not _is_count(total)
-                or not _is_count(skipped) or type(epoch) is not int or epoch < -1
-                or correct > total  # type: ignore[operator]
-                or not _is_finite_or_none(accuracy) or not _is_finite_or_none(loss)):
-            return None
-        return cls(kind=cast(PassKind, kind), epoch=epoch, correct=cast(int, correct),
-                   total=cast(int, total), skipped=cast(int, skipped),
-                   accuracy=cast("float | None", accuracy), loss=cast("float | None", loss))
-
-    @classmethod
-    def _from_wire_checked(cls, data: object) -> Self:
         what = "pass record"
         d = _mapping(data, what)
         kind = d.get("kind")
@@ -223,43 +180,6 @@ class TxStats:
 
     @classmethod
     def from_wire(cls, data: object) -> Self:
-        quick = cls._quick(data)
-        return quick if quick is not None else cls._from_wire_checked(data)
-
-    @classmethod
-    def _quick(cls, d: object) -> Self | None:
-        """The record of a well-formed map with a few comparisons (the coordinator reads one
-        per device per exchange), or None: then :meth:`_from_wire_checked` says what is wrong."""
-        if type(d) is not dict:
-            return None
-        get = d.get
-        seconds = (get("compute_wall_s"), get("compute_modeled_s"), get("model_sample_s"),
-                   get("model_step_s"))
-        counts = (get("samples_transformed"), get("steps"), get("ram_bytes"))
-        processed, bad, stale = get("processed_item"), get("bad_frames", 0), get("stale_frames", 0)
-        if (not all(_is_seconds(v) for v in seconds) or not all(_is_count(v) for v in counts)
-                or type(processed) is not int or processed < -1
-                or not _is_count(bad) or not _is_count(stale)):
-            return None
-        passes: list[PassRecord | None] = []
-        for key in _PASS_KINDS:
-            record = None
-            if key in d:
-                record = PassRecord._quick(d[key])
-                if record is None or record.kind != key:
-                    return None
-            passes.append(record)
-        return cls(
-            compute_wall_s=cast(float, seconds[0]), compute_modeled_s=cast(float, seconds[1]),
-            samples_transformed=cast(int, counts[0]), steps=cast(int, counts[1]),
-            ram_bytes=cast(int, counts[2]), processed_item=processed,
-            model_sample_s=cast(float, seconds[2]), model_step_s=cast(float, seconds[3]),
-            train=passes[0], eval=passes[1],
-            bad_frames=cast("int | None", get("bad_frames")),
-            stale_frames=cast("int | None", get("stale_frames")))
-
-    @classmethod
-    def _from_wire_checked(cls, data: object) -> Self:
         what = "TX stats"
         d = _mapping(data, what)
         return cls(
