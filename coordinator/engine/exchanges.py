@@ -212,16 +212,16 @@ def deliver(plan: ExchangePlan, txs: dict[int, Tx], air: Air) -> dict[int, Rx]:
     syncs = _sent_syncs(plan, txs, air)
 
     series_rounds = [t for t in range(plan.series_from, plan.series_to) if t in series_by_item]
+    # Looked up once per item, not once per item and device: [item] -> series_ok[N] and
+    # [item, receiver, source] -> that source's logits decoded and sent.
+    series_ok = {t: _outcome(air, stream.series_round(t)).series_ok for t in series_rounds}
+    series_owner = {t: int(stream.owner[t]) for t in series_rounds}
+    logits_ok = (np.stack([_outcome(air, stream.logits_round(t)).logits_ok for t in logits_items])
+                 & sent_mask[:, None, :]) if logits_items else np.zeros((0, n, n), bool)
     out: dict[int, Rx] = {}
     for device in txs:
-        s_items = [
-            t for t in series_rounds
-            if int(stream.owner[t]) != device
-            and _outcome(air, stream.series_round(t)).series_ok[device]
-        ]
-        mask = np.zeros((len(logits_items), n), bool)
-        for row, item in enumerate(logits_items):
-            mask[row] = _outcome(air, stream.logits_round(item)).logits_ok[device] & sent_mask[row]
+        s_items = [t for t in series_rounds if series_owner[t] != device and series_ok[t][device]]
+        mask = logits_ok[:, device, :].copy()
         mask[:, device] = sent_mask[:, device]  # a device always has its own payloads
         logits = np.where(mask[:, :, None], sent, np.float32(0.0)).astype(np.float32)
         g_items = [

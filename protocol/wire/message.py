@@ -218,8 +218,7 @@ class Message:
         so a wrong value fails there with the same :class:`ProtocolError`. Unknown or
         missing fields are a ``TypeError`` here, as with the constructor.
         """
-        names = {spec.name for spec in cls._FIELDS}
-        if unknown := values.keys() - names:
+        if unknown := values.keys() - cls._NAMES:
             raise TypeError(f"{cls.__name__}.build: unknown field(s) {', '.join(sorted(unknown))}")
         msg = object.__new__(cls)
         for spec in cls._FIELDS:
