@@ -22,9 +22,10 @@ after ``idle_off`` (8) quiet slots if its map says all its neighbours are full, 
 ``4 * idle_off`` in any case. Use: the upper bound of what the air can deliver, and the
 lossless runs the equivalence tests rely on (every packet arrives).
 
-**Coordinated (``mixer-coordinated``, policy 1), the firmware's.** The slot's round-robin owner
-(node ``slot % n``) sends; the other synced nodes send with ``1 / (d + 1)`` for ``d`` usable
-in-neighbours. *Capture*: :mod:`protocol.air.radio.capture` (the strongest concurrent sender
+**Coordinated (``mixer-coordinated``, policy 1), the firmware's.** Who sends:
+:func:`~protocol.air.radio.mixer_history.coordinated_sends` (the round-robin owner ``slot % n``;
+no two slots in a row; the startup owner of packet ``slot``; silence in a slot whose owner is a
+known neighbour; else ``1 / (density + 1)`` by the neighbours in the node's history). *Capture*: :mod:`protocol.air.radio.capture` (the strongest concurrent sender
 is decoded only if it beats the sum of the others by the co-channel threshold, then with its
 link's success probability). *Smart shutdown mode 2* ("no unfinished neighbour",
 :mod:`protocol.air.radio.mixer_history`): a full-rank node that heard a full-rank packet and
@@ -33,8 +34,9 @@ and stops. *Sync loss*: ``resync_after`` (20) synced listening slots in a row wi
 reception (Mixer's RX window has then grown from ``RX_WINDOW_MIN`` to ``RX_WINDOW_MAX`` by
 ``RX_WINDOW_INCREMENT``: their ratio is 20 in ``mixer_transport_ble.c`` for our slot lengths)
 and the node is back to resync: it listens through whole slots and stays silent until it
-receives again. Not modelled: the request/helper heuristics, the discovery phase's startup
-owners, the age-based transmit boost and "no TX in two consecutive slots".
+receives again. Not modelled: the request/helper heuristics, the discovery phase (its
+exit-slot table and transmit ramp), the age-based transmit boost, the systematic first
+transmissions of a node's own rows (we always send a random combination).
 
 **Rank and decoding.** A received vector is reduced against the basis; if something is left
 it is innovative and joins the basis (back-substituting its pivot into the other rows, so the
@@ -58,7 +60,7 @@ from protocol.air.jit import njit
 from protocol.air.gilbert_elliott import ge_advance
 from protocol.air.radio.capture import capture
 from protocol.air.radio.gf2 import _DEBRUIJN_TABLE, _combine, _ctz, _insert
-from protocol.air.radio.mixer_history import history_heard, present_after_purge
+from protocol.air.radio.mixer_history import coordinated_sends, history_heard, present_after_purge
 from protocol.air.rng import rng_uniform
 
 __all__ = ["_DEBRUIJN_TABLE", "_insert", "mixer_batch_kernel"]
@@ -121,6 +123,7 @@ def mixer_batch_kernel(
     miss = np.zeros(n, dtype=np.int64)  # synced listening slots in a row without a reception
     approved = np.zeros(n, dtype=np.bool_)  # mode 2: shutdown approved, radio-off flag set
     partner = np.zeros(n, dtype=np.bool_)  # mode 2: heard a full-rank packet
+    sent_last = np.zeros(n, dtype=np.bool_)  # transmitted in the previous slot
     h_last = np.zeros((n, n), dtype=np.int64)
     h_state = np.zeros((n, n), dtype=np.int8)
     cnt = np.zeros((5, n), dtype=np.int64)
@@ -161,6 +164,7 @@ def mixer_batch_kernel(
             left[b] = final_tx
             quiet[b] = 0
             miss[b] = 0
+            sent_last[b] = False
             approved[b] = False
             partner[b] = False
         for g in range(G):
@@ -193,8 +197,12 @@ def mixer_batch_kernel(
             for b in range(n):
                 coded_ready[b] = False
                 if on[b] and synced[b] and rank[b] > 0:
-                    owner = policy == 1 and b == slot % n
-                    if (slot == 0 and b == initiator) or all_known[b] or owner or rng_uniform(rng) < p_node[b]:
+                    if policy == 1:
+                        start = src_flat[g0 + slot] if slot < G - 1 else -1
+                        if coordinated_sends(b, slot, n, start, initiator, sent_last[b],
+                                             h_state, in_ptr, in_idx, rng):
+                            txm[b // 64] |= one << np.uint64(b % 64)
+                    elif (slot == 0 and b == initiator) or all_known[b] or rng_uniform(rng) < p_node[b]:
                         txm[b // 64] |= one << np.uint64(b % 64)
             # --- receptions
             for b in range(n):
@@ -323,6 +331,8 @@ def mixer_batch_kernel(
                             ok = False
                             break
                     all_known[b] = ok
+            for b in range(n):
+                sent_last[b] = (txm[b // 64] >> np.uint64(b % 64)) & one != zero
             if has_ge:
                 ge_advance(ge_bad, ge_p, ge_r, rng)
         for b in range(n):

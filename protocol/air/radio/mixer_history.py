@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from protocol.air.jit import njit
 
+from protocol.air.rng import rng_uniform
+
 ABSENT = 0
 PRESENT = 1
 FINISHED = 2
@@ -56,3 +58,34 @@ def present_after_purge(last: np.ndarray, state: np.ndarray, b: int, slot: int,
         elif s == FINISHED and slot - last[b, a] > finished_win:
             state[b, a] = ABSENT
     return n_present
+
+
+@njit(cache=True)
+def coordinated_sends(b: int, slot: int, n: int, startup_source: int, initiator: int,
+                      sent_last: bool, state: np.ndarray, in_ptr: np.ndarray,
+                      in_idx: np.ndarray, rng: np.ndarray) -> bool:
+    """Mixer's coordinated transmit decision of synced node ``b`` for 0-based ``slot``
+    (``mixer_processing.c``, ``mixer_update_slot``, without requests and age boost), in order:
+
+    1. the initiator sends in slot 0; the slot's owner ``slot % n`` sends;
+    2. a node that sent in the previous slot does not (except the initiator in slot 1);
+    3. startup owner: the source of packet ``slot`` sends (``startup_source``, -1 after the
+       first ``G - 1`` slots);
+    4. foreign slot: the owner is in ``b``'s history (present or finished): ``b`` stays silent;
+    5. concurrent slot: ``b`` sends with ``1 / (density + 1)``, density = 1 + the neighbours
+       in its history (``MX_COORDINATED_TX``'s ``p = 1 / (d + 1)``).
+    """
+    owner = slot % n
+    if (slot == 0 and b == initiator) or owner == b:
+        return True
+    if sent_last:
+        return slot == 1 and b == initiator
+    if startup_source == b:
+        return True
+    if state[b, owner] != ABSENT:
+        return False
+    density = 1
+    for e in range(in_ptr[b], in_ptr[b + 1]):
+        if state[b, in_idx[e]] != ABSENT:
+            density += 1
+    return rng_uniform(rng) < 1.0 / (density + 1)
