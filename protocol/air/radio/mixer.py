@@ -82,8 +82,8 @@ def mixer_batch_kernel(
 
     ``policy`` 0 (``mixer``): every synced node sends with ``tx_prob``, a listener captures
     one sender by link strength, the idealized shutdown rules (module docstring). ``policy`` 1
-    (``mixer-coordinated``): the slot's round-robin owner (node ``slot % n``) sends, the others
-    with ``1 / (d + 1)`` for ``d`` usable in-neighbours; receptions by the capture model
+    (``mixer-coordinated``): the firmware's transmit decision
+    (:func:`~protocol.air.radio.mixer_history.coordinated_sends`); receptions by the capture model
     (:func:`~protocol.air.radio.capture.capture`, powers ``rx_mw``, threshold ``capture_ratio``);
     ``shutdown`` 1: smart shutdown mode 2 (:mod:`~protocol.air.radio.mixer_history`), 0: none;
     ``resync_after`` (> 0) synced listening slots in a row without a reception make the node
@@ -130,7 +130,6 @@ def mixer_batch_kernel(
     cand_a = np.zeros(n, dtype=np.int64)
     cand_p = np.zeros(n, dtype=np.float64)
     cand_w = np.zeros(n, dtype=np.float64)
-    p_node = np.zeros(n, dtype=np.float64)  # per node transmit probability of this round
     v = np.zeros(w_max, dtype=np.uint64)
     rng = np.empty(1, dtype=np.uint64)
     has_ge = ge_bad.shape[0] > 0
@@ -151,13 +150,10 @@ def mixer_batch_kernel(
         h_last[:, :] = -1
         h_state[:, :] = 0
         for b in range(n):
-            d = 0
             for e in range(in_ptr[b], in_ptr[b + 1]):
                 a = in_idx[e]
                 if alive[a] and prr[a, b] > 0.0:
                     in_mask[b, a // 64] |= one << np.uint64(a % 64)
-                    d += 1
-            p_node[b] = tx_prob if policy == 0 else 1.0 / (d + 1)
             synced[b] = b == initiator
             on[b] = alive[b]
             all_known[b] = False
@@ -202,7 +198,7 @@ def mixer_batch_kernel(
                         if coordinated_sends(b, slot, n, start, initiator, sent_last[b],
                                              h_state, in_ptr, in_idx, rng):
                             txm[b // 64] |= one << np.uint64(b % 64)
-                    elif (slot == 0 and b == initiator) or all_known[b] or rng_uniform(rng) < p_node[b]:
+                    elif (slot == 0 and b == initiator) or all_known[b] or rng_uniform(rng) < tx_prob:
                         txm[b // 64] |= one << np.uint64(b % 64)
             # --- receptions
             for b in range(n):
