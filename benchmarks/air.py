@@ -54,7 +54,7 @@ def main() -> None:
         g = src.size
         per = max(5, int(4000 / (n * g) * 10)) if not args.quick else 5
         loss = LossModel(topo)
-        for proto in ("mixer", "glossy"):
+        for proto in ("mixer", "mixer-coordinated", "glossy"):
             resolve(proto, topo, src, 0, seed=1)  # compile / load the numba cache
             single = _blocks(lambda r: resolve(proto, topo, src, r, loss=loss, seed=1), per, blocks)
             batch_n = 100 if n <= 50 else 20
@@ -67,10 +67,10 @@ def main() -> None:
             rows.append((proto, n, g, res[0].n_slots, slots, complete, *single, *batch))
             if proto == "mixer" and n == 21:
                 mixer_21 = single
-    print(f"{'protocol':8s} {'nodes':>5s} {'G':>4s} {'slots':>6s} {'done@':>6s} {'compl':>6s} "
+    print(f"{'protocol':17s} {'nodes':>5s} {'G':>4s} {'slots':>6s} {'done@':>6s} {'compl':>6s} "
           f"{'round ms best':>13s} {'median':>7s} {'batch ms/round best':>19s} {'median':>7s}")
     for proto, n, g, slots, done, comp, sb, sm, bb, bm in rows:
-        print(f"{proto:8s} {n:5d} {g:4d} {slots:6d} {done:6.1f} {comp:6.2f} "
+        print(f"{proto:17s} {n:5d} {g:4d} {slots:6d} {done:6.1f} {comp:6.2f} "
               f"{sb:13.3f} {sm:7.3f} {bb:19.3f} {bm:7.3f}")
     assert mixer_21 is not None
     print(f"mixer_21_ms: {mixer_21[0]:.3f}")

@@ -5,8 +5,16 @@ Energy (mJ) = voltage (V) x current (mA) x duration (s). What one slot costs:
 * **TX slot**: RX/TX ramp-up (``ramp_ma`` for ``ramp_s``), TX for the air time, low power
   for the rest of the slot.
 * **RX slot with a reception**: ramp-up, RX for the air time, low power for the rest.
-* **RX slot without a reception** (nothing decodable arrived): ramp-up, RX timeout
-  (``timeout_ma`` for ``timeout_s``), low power for the rest.
+* **RX slot without a reception, synchronized** (nothing decodable arrived in the RX window):
+  ramp-up, RX timeout (``timeout_ma`` for ``timeout_s``), low power for the rest. Mixer opens
+  its RX window around the expected frame start (``RX_TO_GRID_OFFSET`` 40 µs ramp + a window
+  of ``RX_WINDOW_MIN``..``RX_WINDOW_MAX``, 30-53 µs for a 689-µs slot, ``mixer_transport_ble.c``)
+  and turns the radio off when no frame starts in it; the 70 µs / 140 µs constants are the
+  paper code's measured equivalents.
+* **RX slot listened through** (``rx_listen_slots``, a subset of the listening slots without
+  a reception: the node is not synchronized, before its first reception of the round or after
+  a sync loss): Mixer's RESYNC state keeps the receiver on until a frame arrives, so RX
+  current (``rx_ma``) for the whole slot, no ramp (the radio stays in RX from slot to slot).
 * **off slot** (radio off: shut down, not alive, done): low power for the whole slot.
 
 CPU time costs ``cpu_ma``; idle time (outside the radio and compute windows) ``low_power_ma``.
@@ -74,12 +82,13 @@ def _arr(x: object) -> np.ndarray | float:
 
 def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_s: float,
                     air_s: float, consts: EnergyConstants = DEFAULT_CONSTANTS,
-                    rx_ok_slots: object = None) -> EnergyBreakdown:
+                    rx_ok_slots: object = None, rx_listen_slots: object = None) -> EnergyBreakdown:
     """Energy of the radio phase (cpu_mj = 0) from slot counts (scalars or per-node arrays).
 
     ``rx_ok_slots`` (a subset of ``rx_slots``) are listening slots in which a packet
-    arrived; the other listening slots end in the RX timeout. ``None``: every listening
-    slot received (an upper bound).
+    arrived; ``None``: every listening slot received (an upper bound). ``rx_listen_slots``
+    (a subset of the rest) were listened through unsynchronized (RX for the whole slot);
+    ``None``: none. The remaining listening slots end in the RX timeout.
     """
     c = consts
     if air_s < 0 or slot_s <= 0:
@@ -90,11 +99,15 @@ def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_
     ok = rx if rx_ok_slots is None else _arr(rx_ok_slots)
     if np.any(np.asarray(ok) > np.asarray(rx)):
         raise ValueError("rx_ok_slots must not exceed rx_slots")
-    idle = rx - ok
+    listen = 0.0 * rx if rx_listen_slots is None else _arr(rx_listen_slots)
+    if np.any(np.asarray(listen) < 0) or np.any(np.asarray(ok) + np.asarray(listen) > np.asarray(rx)):
+        raise ValueError("rx_listen_slots must be >= 0 and fit in rx_slots - rx_ok_slots")
+    idle = rx - ok - listen
     v = c.voltage_v
     ramp_mj = v * c.ramp_ma * c.ramp_s
     tx_mj = tx * (ramp_mj + v * c.tx_ma * air_s)
-    rx_mj = ok * (ramp_mj + v * c.rx_ma * air_s) + idle * (ramp_mj + v * c.timeout_ma * c.timeout_s)
+    rx_mj = (ok * (ramp_mj + v * c.rx_ma * air_s) + idle * (ramp_mj + v * c.timeout_ma * c.timeout_s)
+             + listen * (v * c.rx_ma * slot_s))
     lp = v * c.low_power_ma
     low_mj = lp * (tx * (slot_s - c.ramp_s - air_s) + ok * (slot_s - c.ramp_s - air_s)
                    + idle * (slot_s - c.ramp_s - c.timeout_s) + off * slot_s)
@@ -104,9 +117,10 @@ def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_
 def node_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_s: float,
                    air_s: float, cpu_s: object = 0.0, idle_s: object = 0.0,
                    consts: EnergyConstants = DEFAULT_CONSTANTS,
-                   rx_ok_slots: object = None) -> EnergyBreakdown:
+                   rx_ok_slots: object = None, rx_listen_slots: object = None) -> EnergyBreakdown:
     """Radio energy plus ``cpu_s`` seconds of CPU and ``idle_s`` seconds in low power."""
-    r = radio_energy_mj(tx_slots, rx_slots, off_slots, slot_s, air_s, consts, rx_ok_slots)
+    r = radio_energy_mj(tx_slots, rx_slots, off_slots, slot_s, air_s, consts, rx_ok_slots,
+                        rx_listen_slots)
     cpu, idle = _arr(cpu_s), _arr(idle_s)
     if np.any(np.asarray(cpu) < 0) or np.any(np.asarray(idle) < 0):
         raise ValueError("cpu_s and idle_s must be >= 0")

@@ -50,11 +50,17 @@ class PathLoss:
         if not 0.0 <= self.min_prr <= 1.0:
             raise TopologyError(f"min_prr must lie in [0, 1], got {self.min_prr}")
 
-    def prr_of_distance(self, d_m: np.ndarray, extra_db: np.ndarray | float = 0.0) -> np.ndarray:
-        """PRR for distances ``d_m`` (metres) with an extra gain ``extra_db`` (dB)."""
+    def rx_power_dbm(self, d_m: np.ndarray, extra_db: np.ndarray | float = 0.0) -> np.ndarray:
+        """Received power (dBm) at distances ``d_m`` (metres, floored at 1 mm), without shadowing
+        unless given as ``extra_db``."""
         d = np.maximum(np.asarray(d_m, dtype=np.float64), 1e-3)
         path_loss_db = self.pl_d0_db + 10.0 * self.exponent * np.log10(d / self.d0_m)
-        snr_db = self.tx_power_dbm - path_loss_db + extra_db - self.noise_floor_dbm
+        out: np.ndarray = self.tx_power_dbm - path_loss_db + extra_db
+        return out
+
+    def prr_of_distance(self, d_m: np.ndarray, extra_db: np.ndarray | float = 0.0) -> np.ndarray:
+        """PRR for distances ``d_m`` (metres) with an extra gain ``extra_db`` (dB)."""
+        snr_db = self.rx_power_dbm(d_m, extra_db) - self.noise_floor_dbm
         snr = 10.0 ** (snr_db / 10.0)
         ber = 0.5 * np.exp(-snr / 2.0)
         prr = np.exp(8.0 * self.frame_bytes * np.log1p(-ber))

@@ -60,3 +60,26 @@ def test_per_node_arrays_and_air_result_energy() -> None:
     off = radio_energy_mj(0, 0, res.n_slots, res.slot_s, res.air_s)
     assert off.total_mj == pytest.approx(3.0 * 0.205 * res.n_slots * res.slot_s)
     assert np.all(e.total_mj > off.total_mj)
+
+
+def test_listened_through_slots_cost_rx_current_for_the_whole_slot() -> None:
+    slot, air = 689e-6, 492e-6
+    e = radio_energy_mj(0, 10, 0, slot, air, rx_ok_slots=2, rx_listen_slots=5)
+    v, ramp = 3.0, 3.0 * 13.0 * 70e-6
+    hand = 2 * (ramp + v * 6.4 * air) + 3 * (ramp + v * 6.0 * 140e-6) + 5 * v * 6.4 * slot
+    assert abs(float(e.rx_mj) - hand) < 1e-15
+    lp = v * 0.205 * (2 * (slot - 70e-6 - air) + 3 * (slot - 70e-6 - 140e-6))
+    assert abs(float(e.low_power_mj) - lp) < 1e-15
+    with pytest.raises(ValueError, match="rx_listen_slots"):
+        radio_energy_mj(0, 4, 0, slot, air, rx_ok_slots=2, rx_listen_slots=3)
+
+
+def test_rx_energy_of_a_node_that_hears_nobody_is_slots_times_slot_times_rx_current() -> None:
+    topo = Topology.line(3, prr=1.0)
+    alive = np.array([False, True, True])  # the initiator is dead: nobody ever synchronizes
+    r = resolve("mixer-coordinated", topo, np.array([0, 1, 2], dtype=np.int16), 0, alive=alive)
+    e = r.energy_mj()
+    exact = r.n_slots * r.slot_s * 6.4 * 3.0  # listening slots x slot length x RX current x V
+    assert r.rx_listen_slots[1] == r.n_slots == 150
+    assert np.allclose(e.rx_mj[1:], exact, rtol=1e-12, atol=0.0)
+    assert np.all(e.tx_mj == 0.0) and np.all(e.low_power_mj[1:] == 0.0)

@@ -6,39 +6,48 @@ echelon form (RREF), as bitmask rows of ``ceil(G / 64)`` uint64 words indexed by
 column; packet contents never matter to the air, so only coding vectors are tracked.
 
 Per slot (all nodes act on their state at the start of the slot, as on real synchronous
-transmissions):
+transmissions). Two policies share the coding; they differ in who sends, what a listener
+decodes and when a node stops:
 
-**Transmit policy.** The initiator opens the round by transmitting in slot 0. A node may
-transmit only once it is synchronized, i.e. after its first reception (it needs the slot
-clock), and only if it holds something (rank > 0). A synchronized node that is still active
-transmits with probability ``tx_prob`` (default 1/2) and listens otherwise; what it sends is
-a uniformly random non-zero combination (XOR of a random subset) of its basis rows. Why 1/2:
-it maximises ``p (1 - p)``, the chance that of two neighbours one sends while the other
-listens, and under the capture model below concurrent senders do not destroy each other, so
-there is nothing to gain from sending less often in dense neighbourhoods. (Mixer's firmware
-uses a more elaborate, state-dependent policy; a fixed probability keeps the model simple.)
+**Idealized (``mixer``, policy 0).** The initiator opens the round in slot 0. A node may
+transmit once it is synchronized (after its first reception: it needs the slot clock) and
+holds something (rank > 0); it then sends with probability ``tx_prob`` (default 1/2) a
+uniformly random non-zero combination of its basis rows. *Capture, idealized*: a listener
+locks onto one transmitting in-neighbour, picked with probability proportional to the link's
+success probability, and receives its packet with that probability; concurrent senders never
+destroy each other (1/2 then maximises ``p (1 - p)``). *Shutdown*: headers carry a full-rank
+map (one bit per node, OR-merged on every reception); a node that knows every alive node has
+full rank sends ``final_tx`` (2) more packets and turns off; a full-rank node also turns off
+after ``idle_off`` (8) quiet slots if its map says all its neighbours are full, or after
+``4 * idle_off`` in any case. Use: the upper bound of what the air can deliver, and the
+lossless runs the equivalence tests rely on (every packet arrives).
 
-**Capture model.** A listening node with transmitting in-neighbours locks onto one of them,
-chosen with probability proportional to that link's current success probability (a stronger
-link is more likely to win the capture), and receives its packet with that probability;
-otherwise the slot ends in an RX timeout. So with one transmitter the reception probability is
-the link's PRR, and more concurrent senders never raise it above the best link.
+**Coordinated (``mixer-coordinated``, policy 1), the firmware's.** Who sends:
+:func:`~protocol.air.radio.mixer_history.coordinated_sends` (the round-robin owner ``slot % n``;
+no two slots in a row; the startup owner of packet ``slot``; silence in a slot whose owner is a
+known neighbour; else ``1 / (density + 1)`` by the neighbours in the node's history). *Capture*: :mod:`protocol.air.radio.capture` (the strongest concurrent sender
+is decoded only if it beats the sum of the others by the co-channel threshold, then with its
+link's success probability). *Smart shutdown mode 2* ("no unfinished neighbour",
+:mod:`protocol.air.radio.mixer_history`): a full-rank node that heard a full-rank packet and
+has no unfinished neighbour in its history sends one more packet (carrying the radio-off flag)
+and stops. *Sync loss*: ``resync_after`` (20) synced listening slots in a row without a
+reception (Mixer's RX window has then grown from ``RX_WINDOW_MIN`` to ``RX_WINDOW_MAX`` by
+``RX_WINDOW_INCREMENT``: their ratio is 20 in ``mixer_transport_ble.c`` for our slot lengths)
+and the node is back to resync: it listens through whole slots and stays silent until it
+receives again. Not modelled: the request/helper heuristics, the discovery phase (its
+exit-slot table and transmit ramp), the age-based transmit boost, the systematic first
+transmissions of a node's own rows (we always send a random combination).
 
 **Rank and decoding.** A received vector is reduced against the basis; if something is left
 it is innovative and joins the basis (back-substituting its pivot into the other rows, so the
 basis stays in RREF). Packet ``k`` is decoded when ``e_k`` lies in the row space, which in
 RREF means row ``k`` exists and equals ``e_k`` (partial decoding counts).
 
-**Smart shutdown.** Headers carry a full-rank map (one bit per node): a node's own bit once
-it has full rank, merged (OR) with the map of every packet it receives. A node that knows
-every alive node has full rank sends ``final_tx`` (2) more packets in the next slots, so its
-neighbours learn it too, and then turns its radio off. A node with full rank also turns off
-after ``idle_off`` (8) quiet slots in a row if its map says all its neighbours have full rank,
-or after ``4 * idle_off`` quiet slots in any case (its better informed neighbours already
-left, so it would wait for nothing). A slot is quiet unless the node received an innovative
-packet, a new bit of the map, or a packet from a neighbour without full rank (one that still
-needs help). The round loop stops once every alive node is off; the rest of the slots are
-off slots for everybody.
+**Listening slots** are counted three ways for the energy (:mod:`protocol.air.energy`): with a
+reception, synced without one (an RX-window timeout), and unsynced without one (the radio
+listens through the whole slot: before the node's first reception, or after a sync loss).
+
+The round loop stops once every alive node is off; the rest of the slots are off slots.
 
 Dead nodes (``alive`` False) neither send nor receive; their packets never spread.
 """
@@ -49,99 +58,12 @@ import numpy as np
 from protocol.air.jit import njit
 
 from protocol.air.gilbert_elliott import ge_advance
-from protocol.air.rng import rng_next, rng_uniform
+from protocol.air.radio.capture import capture
+from protocol.air.radio.gf2 import _DEBRUIJN_TABLE, _combine, _ctz, _insert
+from protocol.air.radio.mixer_history import coordinated_sends, history_heard, present_after_purge
+from protocol.air.rng import rng_uniform
 
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_DEBRUIJN_TABLE = np.array(
-    [0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4,
-     62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
-     63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
-     46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6], dtype=np.int64)
-
-
-@njit(cache=True, inline="always")
-def _ctz(t: np.uint64, table: np.ndarray) -> int:
-    """Index of the single set bit of ``t`` (a power of two)."""
-    index: int = table[(t * _DEBRUIJN) >> np.uint64(58)]
-    return index
-
-
-@njit(cache=True)
-def collide(cand_p: np.ndarray, nc: int, rng: np.ndarray) -> int:
-    """Coordinated policy's reception: each of the ``nc`` concurrent senders' packets reaches
-    the listener with its link's success probability ``cand_p[j]``; the slot succeeds only when
-    exactly one arrives (its index), else -1 (nothing, or a collision: without received powers
-    in the model no sender is taken to dominate, a conservative choice of ours).
-    One hop, k senders of PRR q: P(success) = k q (1 - q)^(k - 1)."""
-    got = -1
-    n_got = 0
-    for j in range(nc):
-        if rng_uniform(rng) < cand_p[j]:
-            n_got += 1
-            got = j
-    return got if n_got == 1 else -1
-
-
-@njit(cache=True)
-def _insert(basis: np.ndarray, piv: np.ndarray, order: np.ndarray, rank: np.ndarray, b: int,
-            v: np.ndarray, n_words: int, table: np.ndarray) -> bool:
-    """Insert vector ``v`` (modified) into node ``b``'s RREF basis; True if innovative."""
-    one = np.uint64(1)
-    zero = np.uint64(0)
-    # reduce by the pivots present in v (pivot bits of v do not change while reducing)
-    for w in range(n_words):
-        m = v[w] & piv[b, w]
-        while m != zero:
-            t = m & (~m + one)
-            p = w * 64 + _ctz(t, table)
-            for x in range(w, n_words):
-                v[x] ^= basis[b, p, x]
-            m ^= t
-    c = -1
-    for w in range(n_words):
-        if v[w] != zero:
-            t = v[w] & (~v[w] + one)
-            c = w * 64 + _ctz(t, table)
-            break
-    if c < 0:
-        return False
-    cw = c // 64
-    cbit = one << np.uint64(c % 64)
-    # back-substitute: rows with a pivot left of c may have bit c set
-    for i in range(rank[b]):
-        q = order[b, i]
-        if q < c and (basis[b, q, cw] & cbit) != zero:
-            for x in range(q // 64, n_words):
-                basis[b, q, x] ^= v[x]
-    for x in range(n_words):
-        basis[b, c, x] = v[x]
-    piv[b, cw] |= cbit
-    order[b, rank[b]] = c
-    rank[b] += 1
-    return True
-
-
-@njit(cache=True)
-def _combine(basis: np.ndarray, order: np.ndarray, rank: np.ndarray, a: int, out: np.ndarray,
-             n_words: int, rng: np.ndarray) -> None:
-    """A uniformly random non-zero combination of node ``a``'s basis rows into ``out``."""
-    r = rank[a]
-    while True:
-        for x in range(n_words):
-            out[x] = np.uint64(0)
-        picked = 0
-        bits = np.uint64(0)
-        for i in range(r):
-            if i % 64 == 0:
-                bits = rng_next(rng)
-            if (bits >> np.uint64(i % 64)) & np.uint64(1):
-                q = order[a, i]
-                for x in range(q // 64, n_words):
-                    out[x] ^= basis[a, q, x]
-                picked += 1
-        if picked > 0:
-            return
-
+__all__ = ["_DEBRUIJN_TABLE", "_insert", "mixer_batch_kernel"]
 
 @njit(cache=True)
 def mixer_batch_kernel(
@@ -149,16 +71,23 @@ def mixer_batch_kernel(
     ge_index: np.ndarray, ge_bad: np.ndarray, ge_p: np.ndarray, ge_r: np.ndarray,
     ge_lg: np.ndarray, ge_lb: np.ndarray, alive: np.ndarray, initiator: int,
     src_flat: np.ndarray, g_ptr: np.ndarray, slots: np.ndarray, seeds: np.ndarray,
-    tx_prob: float, final_tx: int, idle_off: int, policy: int, table: np.ndarray,
+    tx_prob: float, final_tx: int, idle_off: int, policy: int, rx_mw: np.ndarray,
+    capture_ratio: float, shutdown: int, resync_after: int, table: np.ndarray,
     decoded_flat: np.ndarray, d_ptr: np.ndarray, counts: np.ndarray, full_rank: np.ndarray,
     completion: np.ndarray,
 ) -> None:
-    """Resolve consecutive Mixer rounds. ``counts[r, k, b]``: k = tx, rx, rx_ok, off slots.
+    """Resolve consecutive Mixer rounds. ``counts[r, k, b]``: k = tx, rx, rx_ok, off, listen
+    slots (listen: listening slots without a reception while not synchronized, a subset of
+    rx - rx_ok).
 
-    ``policy`` 0: every synced node sends with ``tx_prob``, a listener captures one sender
-    (the module docstring); 1 (coordinated, ``mixer-coordinated``): the slot's round-robin
-    owner (node ``slot % n``) sends, the others with ``1 / (d + 1)`` for ``d`` usable
-    in-neighbours, and a reception succeeds only without a collision (:func:`collide`).
+    ``policy`` 0 (``mixer``): every synced node sends with ``tx_prob``, a listener captures
+    one sender by link strength, the idealized shutdown rules (module docstring). ``policy`` 1
+    (``mixer-coordinated``): the firmware's transmit decision
+    (:func:`~protocol.air.radio.mixer_history.coordinated_sends`); receptions by the capture model
+    (:func:`~protocol.air.radio.capture.capture`, powers ``rx_mw``, threshold ``capture_ratio``);
+    ``shutdown`` 1: smart shutdown mode 2 (:mod:`~protocol.air.radio.mixer_history`), 0: none;
+    ``resync_after`` (> 0) synced listening slots in a row without a reception make the node
+    lose its sync (it listens through whole slots and stays silent until it receives again).
 
     ``ge_bad`` carries the Gilbert–Elliott states from round to round (updated in place).
     Node sets (transmitters, in-neighbours, full-rank maps) are bitmasks of
@@ -191,10 +120,16 @@ def mixer_batch_kernel(
     all_known = np.zeros(n, dtype=np.bool_)
     left = np.zeros(n, dtype=np.int64)  # final transmissions left once all_known
     quiet = np.zeros(n, dtype=np.int64)  # consecutive quiet slots (nothing new heard)
-    cnt = np.zeros((4, n), dtype=np.int64)
+    miss = np.zeros(n, dtype=np.int64)  # synced listening slots in a row without a reception
+    approved = np.zeros(n, dtype=np.bool_)  # mode 2: shutdown approved, radio-off flag set
+    partner = np.zeros(n, dtype=np.bool_)  # mode 2: heard a full-rank packet
+    sent_last = np.zeros(n, dtype=np.bool_)  # transmitted in the previous slot
+    h_last = np.zeros((n, n), dtype=np.int64)
+    h_state = np.zeros((n, n), dtype=np.int8)
+    cnt = np.zeros((5, n), dtype=np.int64)
     cand_a = np.zeros(n, dtype=np.int64)
     cand_p = np.zeros(n, dtype=np.float64)
-    p_node = np.zeros(n, dtype=np.float64)  # per node transmit probability of this round
+    cand_w = np.zeros(n, dtype=np.float64)
     v = np.zeros(w_max, dtype=np.uint64)
     rng = np.empty(1, dtype=np.uint64)
     has_ge = ge_bad.shape[0] > 0
@@ -204,6 +139,7 @@ def mixer_batch_kernel(
         W = (G + 63) // 64
         prr = prr_stack[round_index[r]]
         n_slots = slots[r]
+        present_win = (n_slots * 3) // 4
         rng[0] = seeds[r]
         basis[:, :, :] = 0
         piv[:, :] = 0
@@ -211,22 +147,22 @@ def mixer_batch_kernel(
         known[:, :] = 0
         in_mask[:, :] = 0
         cnt[:, :] = 0
+        h_last[:, :] = -1
+        h_state[:, :] = 0
         for b in range(n):
             for e in range(in_ptr[b], in_ptr[b + 1]):
                 a = in_idx[e]
                 if alive[a] and prr[a, b] > 0.0:
                     in_mask[b, a // 64] |= one << np.uint64(a % 64)
-            d = 0
-            for e in range(in_ptr[b], in_ptr[b + 1]):
-                a = in_idx[e]
-                if alive[a] and prr[a, b] > 0.0:
-                    d += 1
-            p_node[b] = tx_prob if policy == 0 else 1.0 / (d + 1)
             synced[b] = b == initiator
             on[b] = alive[b]
             all_known[b] = False
             left[b] = final_tx
             quiet[b] = 0
+            miss[b] = 0
+            sent_last[b] = False
+            approved[b] = False
+            partner[b] = False
         for g in range(G):
             s = src_flat[g0 + g]
             basis[s, g, g // 64] = one << np.uint64(g % 64)
@@ -257,10 +193,14 @@ def mixer_batch_kernel(
             for b in range(n):
                 coded_ready[b] = False
                 if on[b] and synced[b] and rank[b] > 0:
-                    owner = policy == 1 and b == slot % n
-                    if (slot == 0 and b == initiator) or all_known[b] or owner or rng_uniform(rng) < p_node[b]:
+                    if policy == 1:
+                        start = src_flat[g0 + slot] if slot < G - 1 else -1
+                        if coordinated_sends(b, slot, n, start, initiator, sent_last[b],
+                                             h_state, in_ptr, in_idx, rng):
+                            txm[b // 64] |= one << np.uint64(b % 64)
+                    elif (slot == 0 and b == initiator) or all_known[b] or rng_uniform(rng) < tx_prob:
                         txm[b // 64] |= one << np.uint64(b % 64)
-            # --- receptions (capture: one sender, chosen by link strength)
+            # --- receptions
             for b in range(n):
                 if not on[b]:
                     cnt[3, b] += 1
@@ -285,27 +225,39 @@ def mixer_batch_kernel(
                         if q > 0.0:
                             cand_a[nc] = a
                             cand_p[nc] = q
+                            cand_w[nc] = rx_mw[a, b]
                             nc += 1
                             total += q
-                if nc == 0:
-                    continue
-                i = 0
+                i = -1
                 if policy == 1:
-                    i = collide(cand_p, nc, rng)
-                    if i < 0:
-                        continue
-                elif nc > 1:
-                    pick = rng_uniform(rng) * total
-                    while i < nc - 1:
-                        pick -= cand_p[i]
-                        if pick < 0.0:
-                            break
-                        i += 1
-                a = cand_a[i]
-                if policy == 0 and rng_uniform(rng) >= cand_p[i]:
+                    i = capture(cand_p, cand_w, nc, capture_ratio, rng)
+                elif nc > 0:
+                    i = 0
+                    if nc > 1:
+                        pick = rng_uniform(rng) * total
+                        while i < nc - 1:
+                            pick -= cand_p[i]
+                            if pick < 0.0:
+                                break
+                            i += 1
+                    if rng_uniform(rng) >= cand_p[i]:
+                        i = -1
+                if i < 0:  # nothing decoded: an RX timeout, or a whole slot listened unsynced
+                    if not synced[b]:
+                        cnt[4, b] += 1
+                    elif policy == 1:
+                        miss[b] += 1
+                        if resync_after > 0 and miss[b] >= resync_after:
+                            synced[b] = False
                     continue
+                a = cand_a[i]
                 cnt[2, b] += 1
                 synced[b] = True
+                miss[b] = 0
+                if policy == 1:
+                    history_heard(h_last, h_state, b, a, slot, rank[a] == G, approved[a])
+                    if rank[a] == G:
+                        partner[b] = True
                 if rank[b] < G:
                     if not coded_ready[a]:
                         _combine(basis, order, rank, a, coded[a], W, rng)
@@ -332,9 +284,22 @@ def mixer_batch_kernel(
                     if merged != known[b, x]:
                         known[b, x] = merged
                         quiet[b] = -1
-            # --- smart shutdown (takes effect from the next slot)
+            # --- shutdown (takes effect from the next slot)
             for b in range(n):
                 if not on[b]:
+                    continue
+                if policy == 1:
+                    if shutdown == 0:
+                        continue
+                    sent = (txm[b // 64] >> np.uint64(b % 64)) & one != zero
+                    if approved[b] and sent:  # the radio-off packet is out: stop
+                        on[b] = False
+                        n_on -= 1
+                        continue
+                    n_present = present_after_purge(h_last, h_state, b, slot, in_ptr, in_idx,
+                                                    present_win, n)
+                    if rank[b] == G and not approved[b] and partner[b] and n_present == 0:
+                        approved[b] = True
                     continue
                 quiet[b] += 1
                 if rank[b] == G and quiet[b] >= idle_off:
@@ -362,11 +327,13 @@ def mixer_batch_kernel(
                             ok = False
                             break
                     all_known[b] = ok
+            for b in range(n):
+                sent_last[b] = (txm[b // 64] >> np.uint64(b % 64)) & one != zero
             if has_ge:
                 ge_advance(ge_bad, ge_p, ge_r, rng)
         for b in range(n):
             cnt[3, b] += n_slots - s_used
-            for k in range(4):
+            for k in range(5):
                 counts[r, k, b] = cnt[k, b]
             base = d_ptr[r] + b * G
             for g in range(G):

@@ -22,6 +22,7 @@ from protocol.air import timing
 from protocol.air.energy import DEFAULT_CONSTANTS, EnergyBreakdown, EnergyConstants, radio_energy_mj
 from protocol.air.gilbert_elliott import GEArrays
 from protocol.air.loss_model import LossModel
+from protocol.air.radio.capture import DEFAULT_CAPTURE, CaptureModel, check_power, link_power_mw
 from protocol.air.radio.glossy import glossy_batch_kernel
 from protocol.air.radio.mixer import _DEBRUIJN_TABLE, mixer_batch_kernel
 from protocol.air.rng import stream_seed
@@ -32,6 +33,10 @@ PROTOCOLS = ("mixer", "glossy", "mixer-coordinated")
 _PROTOCOL_CODE = {"mixer": 1, "glossy": 2, "mixer-coordinated": 3}
 #: Glossy PHY payload besides the application payload (header with the relay counter).
 GLOSSY_HEADER_BYTES = 4
+#: Synced listening slots in a row without a reception after which a coordinated Mixer node
+#: loses its sync: (RX_WINDOW_MAX - RX_WINDOW_MIN) / RX_WINDOW_INCREMENT in Mixer's
+#: ``mixer_transport_ble.c`` (20 unless the slot caps RX_WINDOW_MAX; not for our slots).
+RESYNC_AFTER_SLOTS = 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +44,8 @@ class AirResult:
     """What the air did in one round (per node arrays are indexed by topology node).
 
     ``tx_slots + rx_slots + off_slots == n_slots`` for every node; ``rx_ok_slots`` (a subset
-    of ``rx_slots``) counts listening slots in which a packet arrived. ``full_rank_slot``:
+    of ``rx_slots``) counts listening slots in which a packet arrived, ``rx_listen_slots``
+    (a subset of the others, Mixer only) those the node listened through unsynchronized. ``full_rank_slot``:
     slots after which the node held every packet (0: from the start, -1: never);
     ``completion_slot``: the same for the last alive node (-1 if some alive node missed
     something). ``first_rx_slot`` (Glossy only, else None): int [G, n] first reception slot
@@ -59,6 +65,7 @@ class AirResult:
     air_s: float
     completion_slot: int
     first_rx_slot: np.ndarray | None = None
+    rx_listen_slots: np.ndarray | None = None  # int32 [n_nodes]; None: zeros
 
     @property
     def n_packets(self) -> int:
@@ -72,7 +79,7 @@ class AirResult:
     def energy_mj(self, consts: EnergyConstants = DEFAULT_CONSTANTS) -> EnergyBreakdown:
         """Radio energy per node (see protocol/air/energy.py)."""
         return radio_energy_mj(self.tx_slots, self.rx_slots, self.off_slots, self.slot_s,
-                               self.air_s, consts, self.rx_ok_slots)
+                               self.air_s, consts, self.rx_ok_slots, self.rx_listen_slots)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +91,7 @@ class _Static:
     no_loss_prr: np.ndarray  # float64 [1, n, n]
     no_ge: GEArrays
     flood_diameter: int
+    rx_mw: np.ndarray  # float64 [n, n] received power from the positions (capture.link_power_mw)
 
 
 _STATIC: weakref.WeakKeyDictionary[Topology, _Static] = weakref.WeakKeyDictionary()
@@ -100,7 +108,7 @@ def _static(topology: Topology) -> _Static:
                       np.zeros(0, dtype=np.bool_))
         hops = topology.hop_matrix()
         hit = _Static(np.array(ptr), np.array(idx), np.array(topology.prr)[None, :, :].copy(), ge,
-                      max(1, int(hops.max())))
+                      max(1, int(hops.max())), link_power_mw(topology))
         _STATIC[topology] = hit
     return hit
 
@@ -138,6 +146,10 @@ def resolve_batch(
     n_slots: int | None = None,
     final_tx: int = 2,
     idle_off: int = 8,
+    capture: CaptureModel = DEFAULT_CAPTURE,
+    rx_power_dbm: np.ndarray | None = None,
+    smart_shutdown: bool = True,
+    resync_after: int = RESYNC_AFTER_SLOTS,
 ) -> list[AirResult]:
     """Resolve consecutive rounds ``round_nos`` (strictly increasing) in one call.
 
@@ -147,8 +159,12 @@ def resolve_batch(
     round). ``n_slots`` overrides the slots per round (Mixer: ``max(3G, 150)``) or per flood
     (Glossy: ``diameter + 2 n_tx``). ``tx_prob``: Mixer's transmit probability, ``final_tx``: Mixer's
     transmissions after a node learns the round is complete, ``idle_off``: silent slots
-    after which a full-rank Mixer node turns off; ``n_tx``:
-    Glossy's transmissions per node and flood. Commits the Gilbert–Elliott states to ``loss``.
+    after which a full-rank Mixer node turns off (these three: ``mixer`` only); ``n_tx``:
+    Glossy's transmissions per node and flood. ``mixer-coordinated`` only: ``capture`` (the
+    threshold), ``rx_power_dbm`` (float [n, n] received power of a at b, dBm; default from the
+    positions, :func:`~protocol.air.radio.capture.link_power_mw`), ``smart_shutdown`` (mode 2;
+    False: nodes stay on all round), ``resync_after`` (silent synced listening slots before a
+    sync loss; 0: never). Commits the Gilbert–Elliott states to ``loss``.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use 'mixer', 'mixer-coordinated' or 'glossy'")
@@ -163,6 +179,8 @@ def resolve_batch(
         raise ValueError(f"n_tx must be >= 1, got {n_tx}")
     if n_slots is not None and n_slots < 1:
         raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+    if resync_after < 0:
+        raise ValueError(f"resync_after must be >= 0 (0: never), got {resync_after}")
     n = topology.n_nodes
     if alive is None:
         alive_arr = np.ones(n, dtype=np.bool_)
@@ -183,7 +201,7 @@ def resolve_batch(
     d_ptr = np.zeros(rounds.size + 1, dtype=np.int64)
     d_ptr[1:] = np.cumsum(g * n)
     decoded_flat = np.zeros(int(d_ptr[-1]), dtype=np.bool_)
-    counts = np.zeros((rounds.size, 4, n), dtype=np.int32)
+    counts = np.zeros((rounds.size, 5, n), dtype=np.int32)
     full_rank = np.zeros((rounds.size, n), dtype=np.int32)
     completion = np.zeros(rounds.size, dtype=np.int32)
     code = _PROTOCOL_CODE[protocol]
@@ -193,12 +211,15 @@ def resolve_batch(
     ge = view.ge
     ge_bad = ge.bad.copy()
     first_rx = None
+    rx_mw = st.rx_mw if rx_power_dbm is None else check_power(topology, rx_power_dbm)
     if protocol in ("mixer", "mixer-coordinated"):
         slots = np.array([n_slots or timing.mixer_slots(int(x)) for x in g], dtype=np.int64)
         mixer_batch_kernel(in_ptr, in_idx, view.prr_stack, view.round_index, ge.index, ge_bad,
                            ge.p_gb, ge.r_bg, ge.loss_good, ge.loss_bad, alive_eff,
                            int(topology.initiator), src_flat, g_ptr, slots, seeds, float(tx_prob),
-                           int(final_tx), int(idle_off), int(protocol == "mixer-coordinated"), _DEBRUIJN_TABLE, decoded_flat, d_ptr, counts, full_rank, completion)
+                           int(final_tx), int(idle_off), int(protocol == "mixer-coordinated"),
+                           rx_mw, float(capture.ratio), int(smart_shutdown), int(resync_after),
+                           _DEBRUIJN_TABLE, decoded_flat, d_ptr, counts, full_rank, completion)
         phy_bytes = [timing.phy_payload_bytes(int(x), payload_bytes) for x in g]
     else:
         flood = n_slots or timing.glossy_flood_slots(st.flood_diameter, n_tx)
@@ -225,7 +246,7 @@ def resolve_batch(
             tx_slots=counts[i, 0], rx_slots=counts[i, 1], rx_ok_slots=counts[i, 2],
             off_slots=counts[i, 3], full_rank_slot=full_rank[i], n_slots=int(slots[i]),
             slot_s=air + timing.SLOT_GUARD_S, air_s=air, completion_slot=int(completion[i]),
-            first_rx_slot=fr,
+            first_rx_slot=fr, rx_listen_slots=counts[i, 4],
         ))
     return out
 
@@ -245,7 +266,12 @@ def resolve(
     n_slots: int | None = None,
     final_tx: int = 2,
     idle_off: int = 8,
+    capture: CaptureModel = DEFAULT_CAPTURE,
+    rx_power_dbm: np.ndarray | None = None,
+    smart_shutdown: bool = True,
+    resync_after: int = RESYNC_AFTER_SLOTS,
 ) -> AirResult:
     """Resolve one round (see :func:`resolve_batch` for the arguments)."""
     return resolve_batch(protocol, topology, [sources], [round_no], loss, seed, alive,
-                         payload_bytes, phy, n_tx, tx_prob, n_slots, final_tx, idle_off)[0]
+                         payload_bytes, phy, n_tx, tx_prob, n_slots, final_tx, idle_off,
+                         capture, rx_power_dbm, smart_shutdown, resync_after)[0]
