@@ -281,6 +281,7 @@ class Air:
             idle_s=np.maximum(0.0, outcome.compute_s - compute),
             consts=self.energy,
             rx_ok_slots=air.rx_ok_slots[nodes],
+            rx_listen_slots=None if air.rx_listen_slots is None else air.rx_listen_slots[nodes],
         ).as_dict()
         received, expected = self._foreign_counts(outcome)
         live = outcome.alive_devices.astype(np.float64)

@@ -33,6 +33,8 @@ def round_to_plain(outcome: RoundOutcome) -> dict[str, Any]:
     """One resolved round as msgpack-able values (arrays stay arrays)."""
     air = outcome.air
     plain: dict[str, Any] = {name: np.asarray(getattr(air, name)) for name in AIR_ARRAYS}
+    if air.rx_listen_slots is not None:  # Mixer: slots listened through unsynchronized
+        plain["rx_listen_slots"] = np.asarray(air.rx_listen_slots)
     plain.update(round=outcome.round_no, alive_devices=outcome.alive_devices, n_slots=air.n_slots,
                  slot_s=air.slot_s, air_s=air.air_s, completion_slot=air.completion_slot,
                  protocol=air.protocol, compute_s=outcome.compute_s, latency_s=outcome.latency_s)
@@ -47,6 +49,8 @@ def round_from_plain(air: Air, plain: dict[str, Any]) -> RoundOutcome:
         **{name: np.array(plain[name]) for name in AIR_ARRAYS},
         n_slots=int(plain["n_slots"]), slot_s=float(plain["slot_s"]), air_s=float(plain["air_s"]),
         completion_slot=int(plain["completion_slot"]),
+        rx_listen_slots=(np.array(plain["rx_listen_slots"]) if "rx_listen_slots" in plain
+                         else None),
     )
     packets = round_packets(air.stream, r, air.series_length, air.n_classes, initiator=0)
     return air.make_outcome(r, packets, result, np.array(plain["alive_devices"]).astype(bool),
