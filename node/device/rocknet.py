@@ -46,16 +46,17 @@ class Device(DeviceBase):
     """The paper's device: its kernel shard, ``W_i`` and the per-item series/logits traffic."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        # item -> own partial logits (float32 [C]) until the item's logits are consumed.
-        self._own_logits: dict[int, np.ndarray] = {}
-        # The validation rule: the phase the head is for, correct counts of the judged
-        # validation passes (by their epoch field: candidate or epoch), the chosen
-        # candidate (-1: not yet) and, "epoch", the best epoch's weights.
+        # The validation rule (set first: the base builds the head): the phase the head is
+        # for, correct counts of the judged validation passes (by their epoch field:
+        # candidate or epoch), the chosen candidate or epoch (-1: not yet) and, "epoch",
+        # the best epoch's weights.
         self._phase = 0
         self.val_correct: dict[int, int] = {}
         self.chosen = -1
         self._best: tuple[int, np.ndarray, np.ndarray] | None = None
+        super().__post_init__()
+        # item -> own partial logits (float32 [C]) until the item's logits are consumed.
+        self._own_logits: dict[int, np.ndarray] = {}
 
     # ---------------------------------------------------------------- mode hooks
     def _ram_ledger(self) -> Ledger:
