@@ -156,3 +156,13 @@ def test_distributed_equals_centralized_bitwise_with_the_rule_on(overrides, lock
 def test_paper_recipe_runs_the_best_validation_epoch():
     m = build_setup(_args(recipe="paper")).config
     assert m.model.selection == "epoch" and m.schedule.selection == "epoch"
+
+
+def test_a_validation_pass_crosses_the_wire():
+    from protocol.wire.stats import FinalMetrics, PassRecord
+
+    rec = PassRecord.from_counts("val", 2, 7, 9, 3.5, 1)
+    final = FinalMetrics(passes=(rec,), steps=4)
+    assert FinalMetrics.from_wire(final.to_wire()) == final
+    with pytest.raises(ValueError, match="kind"):
+        PassRecord.from_wire({**rec.to_wire(), "kind": "validation"})
