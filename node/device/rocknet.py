@@ -54,6 +54,7 @@ class Device(DeviceBase):
         self.val_correct: dict[int, int] = {}
         self.chosen = -1
         self._best: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._phase_head_obj: ShardHead | None = None  # the head _phase_head built last
         super().__post_init__()
         # item -> own partial logits (float32 [C]) until the item's logits are consumed.
         self._own_logits: dict[int, np.ndarray] = {}
@@ -99,7 +100,7 @@ class Device(DeviceBase):
         if cfg.schedule.selection != "none":
             model = replace(model, weight_decay=model.phase_weight_decay(phase, max(self.chosen, 0)))
             steps = self.stream.phase_steps(phase)
-        return ShardHead(
+        head = ShardHead(
             n_classes=cfg.n_classes,
             n_features=self.feature_stop - self.feature_start,
             owns_bias=self.device == 0,
@@ -109,6 +110,8 @@ class Device(DeviceBase):
             total_features=self.n_features_total,
             total_steps=steps,
         )
+        self._phase_head_obj = head
+        return head
 
     # ---------------------------------------------------------------- the validation rule
     def _sync_phase(self, item: int) -> None:
@@ -118,6 +121,15 @@ class Device(DeviceBase):
         if selection == "none":
             return
         stream = self.stream
+        # A head this device did not build came from a checkpoint (node/checkpoint.py keeps
+        # the head's state and the passes, not the phase): take the phase of the last item
+        # done, recount the validation passes, and rebuild the head for that phase. The
+        # "epoch" rule's copy of the best weights is not in a checkpoint: after a rejoin it
+        # keeps only bests seen from then on.
+        resumed = self.head is not self._phase_head_obj
+        if resumed:
+            self._phase = int(stream.phase[self.processed_item]) if self.processed_item >= 0 else 0
+            self.val_correct, self._best = {}, None
         val_passes = [p for p in self.passes if p.kind == "val"]
         if (val_passes and self.passes[-1] is val_passes[-1] and bool(stream.validation[item])
                 and int(stream.epoch[item]) == val_passes[-1].epoch):
@@ -126,8 +138,15 @@ class Device(DeviceBase):
             if p.epoch in self.val_correct:
                 continue
             self.val_correct[p.epoch] = p.correct
-            if selection == "epoch" and (self._best is None or p.correct > self._best[0]):
+            if selection == "epoch" and not resumed and (self._best is None or p.correct > self._best[0]):
                 self._best = (p.correct, self.head.W.copy(), self.head.b.copy())
+        if resumed:
+            k = stream.config.n_candidates
+            if selection == "decay" and self._phase >= k:
+                self.chosen = select_candidate([self.val_correct.get(c, 0) for c in range(k)])
+            state = self.head.state_dict()
+            self.head = self._phase_head(self._phase)
+            self.head.load_state_dict(state)
         phase = int(stream.phase[item])
         if phase == self._phase:
             return

@@ -166,3 +166,25 @@ def test_a_validation_pass_crosses_the_wire():
     assert FinalMetrics.from_wire(final.to_wire()) == final
     with pytest.raises(ValueError, match="kind"):
         PassRecord.from_wire({**rec.to_wire(), "kind": "validation"})
+
+
+def test_a_device_restored_from_a_checkpoint_resumes_its_phase(tmp_path):
+    """node/checkpoint.py keeps the head's state and the passes: a rejoining device takes
+    the phase of its last item, recounts its validation passes and rebuilds its head with
+    that phase's decay and step count, with the restored state."""
+    from node.checkpoint import load_checkpoint, save_checkpoint
+    from node.device.rocknet import Device
+
+    setup = build_setup(_args(model_overrides={"selection": "decay", "select_weight_decays": (100.0, 1.0)}))
+    devices, _ = drive(setup, lockstep=False)
+    done = devices[1]
+    path = tmp_path / "d1.ckpt"
+    save_checkpoint(path, done, fsync=False)
+    fresh = Device(device=1, config=done.config, data=done.data)
+    assert fresh.head.cfg.weight_decay == 100.0  # phase 0: the first candidate
+    load_checkpoint(path, fresh)
+    fresh._sync_phase(done.processed_item)
+    assert fresh.chosen == done.chosen
+    assert fresh.head.cfg.weight_decay == done.head.cfg.weight_decay
+    assert fresh.head.total_steps == done.head.total_steps == fresh.stream.phase_steps(2)
+    assert np.array_equal(fresh.head.W, done.head.W) and fresh.head.t == done.head.t
