@@ -8,6 +8,14 @@ For every bundled univariate equal-length dataset (``bundled_datasets()``) and, 
   stream and sums the partial logits in device order, so it is bitwise the in-process
   distributed run with N devices (tests/integration/test_reference.py pins this); it is used
   here because one process on a loaded machine is far cheaper than N.
+* **ours with the rule**: the same with ``selection="decay"`` (protocol/stream/validation.py):
+  the devices hold out a seeded fifth of the training split, train each weight decay of
+  ``select_weight_decays`` on the rest, score the held-out items, and retrain the winner on
+  the whole training split, all inside the run's stream;
+* **ours, paper recipe**: ``--recipe paper`` (batch 128, constant lr, no decay, no scaling,
+  8-bit Adam, 80/20 split and the best-validation epoch) for ``--paper-epochs`` epochs
+  (default 1000, the length of RockNet's own simulation; the CLI's ``--recipe paper`` keeps
+  ``--epochs``' default unless told);
 * **ridge**: aeon MiniRocket (seeded) + StandardScaler + RidgeClassifierCV(alphas=logspace(-3,
   3, 10)) on the same split, float series.
 
@@ -17,7 +25,8 @@ message and the smallest N that fits, and then run at that N.
 
 Usage::
 
-    python -m benchmarks.accuracy [--nodes 20] [--data-dir DIR --extra NAME ...] [--only NAME ...]
+    python -m benchmarks.accuracy [--nodes 20] [--paper-epochs 1000] [--no-paper] [--select]
+        [--data-dir DIR --extra NAME ...] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -28,10 +37,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from coordinator.service.datasets import Dataset, bundled_datasets, load_dataset, quantize_int8
+from coordinator.service.datasets import QUANTIZATIONS, Dataset, bundled_datasets, load_dataset, quantize_int8
 from node.mcu.memory import RamBudgetExceeded, check, ledger
 from node.offline.reference import train_reference
-from protocol.config.model import ModelConfig
+from protocol.config.model import ModelConfig, recipe_overrides
 
 #: RidgeClassifierCV's grid, as in aeon's MiniRocket examples (issue 3's baseline).
 RIDGE_ALPHAS = np.logspace(-3, 3, 10)
@@ -54,11 +63,20 @@ class AccuracyRow:
     ridge_int8: float | None = None  # ridge on the int8-quantized series the devices see
     selected: float | None = None  # test accuracy with select_config's choice (offline)
     selected_cfg: str = ""  # "wd=…, epochs=…" chosen on the validation carve
+    rule: float | None = None  # test accuracy with selection="decay" (on the devices)
+    rule_choice: str = ""  # "wd=…" the devices chose
+    paper: float | None = None  # test accuracy with --recipe paper (best-validation epoch)
+    paper_choice: str = ""  # "epoch …" the devices kept
 
     @property
     def gap_pp(self) -> float:
         """ours - ridge in percentage points (negative: ridge is better)."""
         return 100.0 * (self.ours - self.ridge)
+
+    @property
+    def rule_gap_pp(self) -> float | None:
+        """rule - ridge in percentage points (None: the rule did not run)."""
+        return None if self.rule is None else 100.0 * (self.rule - self.ridge)
 
     @property
     def one_series_pp(self) -> float:
@@ -98,11 +116,14 @@ def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: in
     raise RamBudgetExceeded(note)
 
 
-def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False) -> AccuracyRow:
-    """Train ours and ridge on ``ds`` (with ``select``, also the validation-selected config)
-    and return the row."""
+def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
+            rule: bool = True, paper_epochs: int | None = 1000, quantization: str = "global") -> AccuracyRow:
+    """Train ours and ridge on ``ds`` (with ``select``, also the offline validation-selected
+    config; with ``rule``, the on-device rule; with ``paper_epochs``, the paper recipe) and
+    return the row. ``quantization``: ``quantize_int8``'s scale for every model of ours and the
+    int8 ridge column."""
     n, note = fitting_devices(cfg, n_devices, ds.series_length, ds.n_classes)
-    x_train, x_test = quantize_int8(ds.x_train, ds.x_test)
+    x_train, x_test = quantize_int8(ds.x_train, ds.x_test, quantization)
     t0 = time.perf_counter()
     res = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, cfg, n)
     wall = time.perf_counter() - t0
@@ -111,12 +132,23 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False)
         sc = select_config(ds, cfg, n)
         selected = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, sc, n).test_accuracy
         selected_cfg = f"wd={sc.weight_decay:g}, epochs={sc.epochs}"
+    rule_acc, rule_choice = None, ""
+    if rule:
+        rc = replace(cfg, selection="decay")
+        r = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, rc, n)
+        rule_acc, rule_choice = r.test_accuracy, f"wd={rc.select_weight_decays[r.chosen]:g}"
+    paper_acc, paper_choice = None, ""
+    if paper_epochs:
+        pc = replace(cfg, **recipe_overrides("paper"), epochs=paper_epochs)  # type: ignore[arg-type]
+        r = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, pc, n)
+        paper_acc, paper_choice = r.test_accuracy, f"epoch {r.chosen + 1}"
     # ridge on what the devices receive: separates the quantization's cost from the head's
     q = Dataset(ds.name, x_train.astype(np.float64), ds.y_train, x_test.astype(np.float64), ds.y_test, ds.class_labels)
     return AccuracyRow(
         name=ds.name, n_train=len(ds.y_train), n_test=len(ds.y_test), length=ds.series_length,
         n_classes=ds.n_classes, n_devices=n, ours=res.test_accuracy, ridge=ridge_accuracy(ds),
         ram_note=note, wall_s=wall, ridge_int8=ridge_accuracy(q), selected=selected, selected_cfg=selected_cfg,
+        rule=rule_acc, rule_choice=rule_choice, paper=paper_acc, paper_choice=paper_choice,
     )
 
 
@@ -145,19 +177,34 @@ def select_config(ds: Dataset, cfg: ModelConfig, n_devices: int, seed: int = 0) 
     return best
 
 
+def _met(gap_pp: float, one_series_pp: float) -> bool:
+    """Within 2 pp of ridge, or within one test series."""
+    return gap_pp >= -2.0 or gap_pp >= -one_series_pp - 1e-9
+
+
+def _acc(value: float | None, note: str = "") -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" + (f" ({note})" if note else "")
+
+
 def markdown(rows: list[AccuracyRow]) -> str:
-    """The table as Markdown; 'met' is |gap| <= 2 pp or within one test series."""
+    """The table as Markdown; 'met' is |gap| <= 2 pp or within one test series (for the
+    rule when it ran, else for the defaults)."""
     out = [
-        "| dataset | n_train / n_test / L / C | N | ours (default) | ridge | gap (pp) | within 2 pp or 1 series "
+        "| dataset | n_train / n_test / L / C | N | ours (defaults) | ours with the rule (chosen) "
+        "| ours, paper recipe (kept) | ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series "
         "| ridge on int8 series |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        met = r.gap_pp >= -2.0 or r.gap_pp >= -r.one_series_pp - 1e-9
+        rule_gap = r.rule_gap_pp
+        met = _met(r.gap_pp if rule_gap is None else rule_gap, r.one_series_pp)
         out.append(
             f"| {r.name} | {r.n_train} / {r.n_test} / {r.length} / {r.n_classes} | {r.n_devices} | "
-            f"{r.ours:.3f} | {r.ridge:.3f} | {r.gap_pp:+.1f} | {'yes' if met else 'no'} | "
-            f"{'' if r.ridge_int8 is None else f'{r.ridge_int8:.3f}'} |"
+            f"{r.ours:.3f} | {_acc(r.rule, r.rule_choice)} | {_acc(r.paper, r.paper_choice)} | "
+            f"{r.ridge:.3f} | {r.gap_pp:+.1f} | {'' if rule_gap is None else f'{rule_gap:+.1f}'} | "
+            f"{'yes' if met else 'no'} | {_acc(r.ridge_int8)} |"
         )
     if any(r.selected is not None for r in rows):
         out += ["", "| dataset | validation-selected (offline) | chosen | gap to ridge (pp) |", "|---|---|---|---|"]
@@ -177,16 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra", nargs="*", default=[], help="dataset names to load from --data-dir")
     p.add_argument("--only", nargs="*", default=None, help="restrict to these dataset names")
     p.add_argument("--select", action="store_true", help="also run the offline validation selection")
+    p.add_argument("--no-rule", action="store_true", help="skip the on-device rule (selection='decay')")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="global",
+                   help="int8 scale of the series (coordinator/service/datasets.py quantize_int8)")
+    p.add_argument("--paper-epochs", type=int, default=1000,
+                   help="epochs of the paper-recipe column (0: skip it)")
     args = p.parse_args(argv)
     cfg = ModelConfig()
     names = [n for n in bundled_datasets() if args.only is None or n in args.only]
     rows = []
     for name in names + list(args.extra):
         ds = load_dataset(name, args.data_dir if name in args.extra else None)
-        row = run_one(ds, cfg, args.nodes, args.select)
-        print(f"{name}: ours {row.ours:.3f} ridge {row.ridge:.3f} N={row.n_devices} ({row.wall_s:.1f} s)", flush=True)
+        row = run_one(ds, cfg, args.nodes, args.select, rule=not args.no_rule, paper_epochs=args.paper_epochs,
+                      quantization=args.quantization)
+        print(f"{name}: ours {row.ours:.3f} rule {_acc(row.rule, row.rule_choice)} "
+              f"paper {_acc(row.paper, row.paper_choice)} ridge {row.ridge:.3f} N={row.n_devices} "
+              f"({row.wall_s:.1f} s)", flush=True)
         rows.append(row)
     print()
+    print(f"quantization: {args.quantization}")
     print(markdown(rows))
     return 0
 

@@ -193,7 +193,7 @@ class DeviceBase(ABC):
 
     def _own_series(self, item: int) -> tuple[np.ndarray, int]:
         sample = int(self.stream.sample[item])
-        if self.stream.kind[item] == KIND_EVAL:
+        if self.stream.is_test(item):  # validation items are training samples
             local = sample - self.data.test_start
             return self.data.x_test[local], int(self.data.y_test[local])
         local = sample - self.data.train_start
@@ -206,7 +206,9 @@ class DeviceBase(ABC):
         return self._series.get(item)
 
     def _pass_kind(self, item: int) -> PassKind:
-        return "eval" if self.stream.kind[item] == KIND_EVAL else "train"
+        if self.stream.kind[item] != KIND_EVAL:
+            return "train"
+        return "val" if self.stream.validation[item] else "eval"
 
     def _pass(self, item: int) -> PassMetrics:
         """The metrics of the pass ``item`` belongs to (a new one when the pass changes)."""
@@ -217,7 +219,7 @@ class DeviceBase(ABC):
 
     # ---------------------------------------------------------------- features
     def _feature_key(self, item: int) -> tuple[bool, int]:
-        return bool(self.stream.kind[item] == KIND_EVAL), int(self.stream.sample[item])
+        return self.stream.is_test(item), int(self.stream.sample[item])
 
     def _features_of(self, items: list[int]) -> np.ndarray:
         """Unscaled PPV features of ``items`` (all must have their series here)."""
@@ -261,8 +263,8 @@ class DeviceBase(ABC):
         with them.
         """
         latest: dict[str, PassRecord] = {}
-        for p in reversed(self.passes):  # the latest pass of each kind
-            if p.kind not in latest:
+        for p in reversed(self.passes):  # the latest training and test pass
+            if p.kind not in latest and p.kind != "val":
                 latest[p.kind] = p.record()
                 if len(latest) == 2:
                     break

@@ -9,12 +9,19 @@ round ``t``; every device that has the series computes its features and partial 
 ``z_i = W_i f_i`` and floods them in round ``t + 1``; every device sums the partial logits it
 received (device order), and for a training item accumulates ``(p - onehot(y)) f_i^T``; after
 the last item of a batch it takes an optimizer step.
+
+With a validation rule (``ModelConfig.selection``, :mod:`protocol.stream.validation`) the
+device also scores the validation items as they pass and, at the first item of a new stream
+phase, swaps its head: a fresh head for the next weight-decay candidate, then a fresh one
+with the candidate its validation counts chose (``"decay"``), or its copy of the weights of
+the best validation epoch (``"epoch"``). Every device sees the same summed logits in a
+lossless run, so all choose alike.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +34,7 @@ from node.mcu.memory import ledger as ram_ledger
 from node.ml.head import ShardHead, sum_partial_logits
 from protocol.config.model import feature_ranges, total_steps
 from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN
+from protocol.stream.validation import select_candidate
 from protocol.wire.frames import Round, Rx
 
 # Re-exported: callers (tests, the in-process link) import the shard and metrics from here.
@@ -38,6 +46,15 @@ class Device(DeviceBase):
     """The paper's device: its kernel shard, ``W_i`` and the per-item series/logits traffic."""
 
     def __post_init__(self) -> None:
+        # The validation rule (set first: the base builds the head): the phase the head is
+        # for, correct counts of the judged validation passes (by their epoch field:
+        # candidate or epoch), the chosen candidate or epoch (-1: not yet) and, "epoch",
+        # the best epoch's weights.
+        self._phase = 0
+        self.val_correct: dict[int, int] = {}
+        self.chosen = -1
+        self._best: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._phase_head_obj: ShardHead | None = None  # the head _phase_head built last
         super().__post_init__()
         # item -> own partial logits (float32 [C]) until the item's logits are consumed.
         self._own_logits: dict[int, np.ndarray] = {}
@@ -74,16 +91,75 @@ class Device(DeviceBase):
         ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
         self.feature_start, self.feature_stop = ranges[self.device]
         self.n_features_total = ranges[-1][1]
-        return ShardHead(
+        return self._phase_head(0)
+
+    def _phase_head(self, phase: int) -> ShardHead:
+        """A fresh head for stream phase ``phase`` (its weight decay and its step count)."""
+        cfg = self.config
+        model, steps = cfg.model, total_steps(cfg.schedule.n_train, cfg.model)
+        if cfg.schedule.selection != "none":
+            model = replace(model, weight_decay=model.phase_weight_decay(phase, max(self.chosen, 0)))
+            steps = self.stream.phase_steps(phase)
+        head = ShardHead(
             n_classes=cfg.n_classes,
             n_features=self.feature_stop - self.feature_start,
             owns_bias=self.device == 0,
-            cfg=cfg.model,
+            cfg=model,
             device=self.device,
             n_devices=cfg.n_devices,
             total_features=self.n_features_total,
-            total_steps=total_steps(cfg.schedule.n_train, cfg.model),
+            total_steps=steps,
         )
+        self._phase_head_obj = head
+        return head
+
+    # ---------------------------------------------------------------- the validation rule
+    def _sync_phase(self, item: int) -> None:
+        """Before ``item`` is computed or learned from: judge the validation passes that are
+        over, and swap the head if ``item`` starts a new phase."""
+        selection = self.config.schedule.selection
+        if selection == "none":
+            return
+        stream = self.stream
+        # A head this device did not build came from a checkpoint (node/checkpoint.py keeps
+        # the head's state and the passes, not the phase): take the phase of the last item
+        # done, recount the validation passes, and rebuild the head for that phase. The
+        # "epoch" rule's copy of the best weights is not in a checkpoint: after a rejoin it
+        # keeps only bests seen from then on.
+        resumed = self.head is not self._phase_head_obj
+        if resumed:
+            self._phase = int(stream.phase[self.processed_item]) if self.processed_item >= 0 else 0
+            self.val_correct, self._best = {}, None
+        val_passes = [p for p in self.passes if p.kind == "val"]
+        if (val_passes and self.passes[-1] is val_passes[-1] and bool(stream.validation[item])
+                and int(stream.epoch[item]) == val_passes[-1].epoch):
+            val_passes = val_passes[:-1]  # still running
+        for p in val_passes:
+            if p.epoch in self.val_correct:
+                continue
+            self.val_correct[p.epoch] = p.correct
+            if selection == "epoch" and not resumed and (self._best is None or p.correct > self._best[0]):
+                self._best = (p.correct, self.head.W.copy(), self.head.b.copy())
+        if resumed:
+            k = stream.config.n_candidates
+            if selection == "decay" and self._phase >= k:
+                self.chosen = select_candidate([self.val_correct.get(c, 0) for c in range(k)])
+            state = self.head.state_dict()
+            self.head = self._phase_head(self._phase)
+            self.head.load_state_dict(state)
+        phase = int(stream.phase[item])
+        if phase == self._phase:
+            return
+        self._phase = phase
+        if selection == "decay":
+            k = stream.config.n_candidates
+            if phase >= k:
+                self.chosen = select_candidate([self.val_correct.get(c, 0) for c in range(k)])
+            self.head = self._phase_head(phase)
+        elif self._best is not None:  # "epoch": the final test pass runs on the best epoch
+            self.chosen = min(e for e, c in self.val_correct.items() if c == self._best[0])
+            self.head.W[...] = self._best[1]
+            self.head.b[...] = self._best[2]
 
     def _model_sample_s(self) -> float:
         return self._features_s + self._logits_s + self._grad_s
@@ -128,6 +204,7 @@ class Device(DeviceBase):
         a, b = max(first_item, 0), min(stop_item, self.stream.n_items)
         items: list[int] = []
         if b > a:
+            self._sync_phase(a)
             own = (self.stream.owner[a:b] == self.device).tolist()
             calib = (self.stream.kind[a:b] == KIND_CALIB).tolist()
             items = [t for t, mine, cal in zip(range(a, b), own, calib)
@@ -227,6 +304,7 @@ class Device(DeviceBase):
         cuts.append(n)
         for a, b in zip(cuts[:-1], cuts[1:]):
             seg = item_list[a:b]
+            self._sync_phase(seg[0])
             metrics = self._pass(seg[0])
             score_rows(metrics, totals[a:b], labels[a:b])
             if stream.kind[seg[0]] == KIND_TRAIN:
@@ -257,6 +335,7 @@ class Device(DeviceBase):
         kind = int(self.stream.kind[item])
         if kind == KIND_CALIB or item <= self.processed_item:
             return
+        self._sync_phase(item)
         self.processed_item = item
         metrics = self._pass(item)
         own = self._own_logits.pop(item, None)

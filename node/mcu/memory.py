@@ -115,6 +115,13 @@ def ledger(
     if cfg.feature_scaling:
         e["scaler mean, 1/std"] = 2 * f_i * FLOAT32_BYTES
         e["scaler calibration (beyond overlay)"] = max(0, 16 * f_i - e["gradient accumulators"])
+    # The validation rule (protocol/stream/validation.py): "epoch" keeps the best epoch's
+    # W (and b); "decay" keeps one int32 count of correct validation items per candidate
+    # (its heads are trained one after another in the same buffers).
+    if cfg.selection == "epoch":
+        e["best-validation copy of W, b"] = (n_w + n_b) * FLOAT32_BYTES
+    elif cfg.selection == "decay":
+        e["validation counts"] = len(cfg.select_weight_decays) * INT32_BYTES
     g = mixer_packets(n_devices, series_length, n_classes)
     phy = 4 + 2 * math.ceil(g / 8) + PACKET_PAYLOAD_BYTES
     e["radio packet buffers"] = (g + 1) * phy

@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from protocol.config.model import (
     schedule_config,
 )
 from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN, ScheduleConfig, Stream, build_stream
+from protocol.stream.validation import select_candidate
 
 
 @dataclass
@@ -69,6 +70,11 @@ class ReferenceResult:
     heads: list[ShardHead] = field(repr=False, default_factory=list)
     scalers: list[FeatureScaler] = field(repr=False, default_factory=list)
     wall_s: float = 0.0
+    #: The validation rule: one ``{"epoch", "correct", "total", "accuracy"}`` per validation
+    #: pass (``epoch``: the candidate for ``"decay"``), and the chosen candidate or epoch
+    #: (-1: no rule).
+    val_history: list[dict[str, float]] = field(default_factory=list)
+    chosen: int = -1
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,8 @@ class ReferenceResult:
             "n_features": self.n_features,
             "steps": self.steps,
             "wall_s": self.wall_s,
+            "val_history": self.val_history,
+            "chosen": self.chosen,
         }
 
 
@@ -136,6 +144,16 @@ def train_reference(
     dilations, fpd = fit_dilations(length, cfg)
     rows = bias_fit_rows(n_train, len(dilations), cfg)
     total = n_features_total(fpd)
+    selection = stream.config.selection
+
+    def phase_heads(phase: int, chosen: int) -> list[ShardHead]:
+        """Fresh heads of stream phase ``phase`` (its weight decay and step count)."""
+        c, steps = cfg, stream.steps
+        if selection != "none":
+            c, steps = replace(cfg, weight_decay=cfg.phase_weight_decay(phase, chosen)), stream.phase_steps(phase)
+        return [ShardHead.for_shard(build_shard(c, length, s, n_shards), n_classes, c, steps)
+                for s in range(n_shards)]
+
     heads: list[ShardHead] = []
     scalers: list[FeatureScaler] = []
     f_train: list[np.ndarray] = []
@@ -147,8 +165,12 @@ def train_reference(
                       np.zeros((0, biases.shape[0]), dtype=np.float32))
         n_feat = f_train[-1].shape[1]
         scalers.append(FeatureScaler(n_feat, enabled=cfg.feature_scaling))
-        heads.append(ShardHead.for_shard(build_shard(cfg, length, s, n_shards), n_classes, cfg, stream.steps))
-        assert heads[-1].n_features == n_feat and heads[-1].total_features == total
+    heads = phase_heads(0, 0)
+    assert [h.n_features for h in heads] == [f.shape[1] for f in f_train]
+    assert all(h.total_features == total for h in heads)
+    phase, chosen = 0, -1
+    val_history: list[dict[str, float]] = []
+    best: tuple[int, list[np.ndarray], np.ndarray] | None = None  # "epoch": (correct, W, b)
 
     epochs = stream.config.epochs
     loss_sum = np.zeros(epochs)
@@ -182,11 +204,33 @@ def train_reference(
                     sc.update(f[idx])
             continue
         tr, te = scaled()
+        if int(stream.phase[a]) != phase:  # the validation rule: the next head
+            phase = int(stream.phase[a])
+            correct_by = {int(v["epoch"]): int(v["correct"]) for v in val_history}
+            if selection == "decay":
+                k = stream.config.n_candidates
+                if phase >= k:
+                    chosen = select_candidate([correct_by.get(c, 0) for c in range(k)])
+                heads = phase_heads(phase, max(chosen, 0))
+            elif best is not None:  # "epoch": back to the best validation epoch's weights
+                chosen = min(e for e, c in correct_by.items() if c == best[0])
+                for h, w in zip(heads, best[1]):
+                    h.W[...] = w
+                heads[0].b[...] = best[2]
+        if kind == KIND_EVAL and bool(stream.validation[a]):
+            # a validation pass is one batch: training samples, scored, never learned from
+            z = summed_logits(tr, idx)
+            hits = int(np.sum(np.argmax(z, axis=1) == y_train[idx]))
+            val_history.append({"epoch": int(stream.epoch[a]), "correct": hits, "total": len(idx),
+                                "accuracy": hits / len(idx)})
+            if selection == "epoch" and (best is None or hits > best[0]):
+                best = (hits, [h.W.copy() for h in heads], heads[0].b.copy())
+            continue
         if kind == KIND_EVAL:
             # an evaluation pass spans several consecutive batches of the stream
             z = summed_logits(te, idx)
             y = y_test[idx]
-            if a == 0 or int(stream.kind[a - 1]) != KIND_EVAL:
+            if a == 0 or not stream.is_test(a - 1):
                 eval_parts.append(([], [], int(stream.epoch[a])))
             eval_parts[-1][0].append(z)
             eval_parts[-1][1].append(y)
@@ -242,6 +286,8 @@ def train_reference(
         heads=heads,
         scalers=scalers,
         wall_s=time.perf_counter() - t0,
+        val_history=val_history,
+        chosen=chosen,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from protocol.stream.schedule import ScheduleConfig, contiguous_split
+from protocol.stream.validation import SELECTIONS
 
 #: MiniRocket's kernels: all choices of 3 positions out of 9 (weight 2, the others -1).
 N_KERNELS = 84
@@ -60,6 +61,13 @@ class ModelConfig:
         feature_scaling: per-feature standardization, each device on its own features,
             from a calibration pass over the training set.
         seed: seeds weight initialization, the random bias rows and the sample order.
+        selection: the validation rule (``protocol.stream.validation``, docs/ml-core.md):
+            ``"none"``; ``"decay"``: each of ``select_weight_decays`` trained on the fit
+            items and scored on the held-out validation items, then the winner retrained on
+            the whole training split; ``"epoch"``: the paper's best-validation epoch.
+        select_weight_decays: the ``"decay"`` candidates, strongest first (ties on the
+            validation split go to the earlier one).
+        val_fraction: the held-out fraction of the training split (the paper's 80/20: 0.2).
     """
 
     num_features: int = 10_000
@@ -77,6 +85,9 @@ class ModelConfig:
     lr_min_ratio: float = 0.0
     feature_scaling: bool = True
     seed: int = 0
+    selection: str = "none"
+    select_weight_decays: tuple[float, ...] = (100.0, 10.0, 1.0)
+    val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -129,10 +140,33 @@ class ModelConfig:
             isinstance(self.seed, int) and self.seed >= 0,
             f"seed must be an int >= 0, got {self.seed!r}",
         )
+        need(
+            self.selection in SELECTIONS,
+            f"selection must be one of {SELECTIONS}, got {self.selection!r}",
+        )
+        need(
+            isinstance(self.select_weight_decays, tuple) and len(self.select_weight_decays) >= 1
+            and all(isinstance(w, float) and w >= 0 and math.isfinite(w) for w in self.select_weight_decays),
+            "select_weight_decays must be a non-empty tuple of floats >= 0, strongest first, "
+            f"e.g. (100.0, 10.0, 1.0); got {self.select_weight_decays!r}",
+        )
+        need(
+            isinstance(self.val_fraction, float) and 0.0 < self.val_fraction < 1.0,
+            f"val_fraction must be a float in (0, 1) (0.2: the paper's 80/20), got {self.val_fraction!r}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (str, int, float, bool): msgpack- and JSON-able."""
-        return asdict(self)
+        """Plain values (str, int, float, bool, a list of floats): msgpack- and JSON-able.
+
+        The validation rule's fields appear only when not at their defaults, so that runs
+        without the rule keep their configuration fingerprints."""
+        out = asdict(self)
+        for name in _QUIET_FIELDS:
+            if out[name] == _DEFAULTS[name]:
+                del out[name]
+        if "select_weight_decays" in out:
+            out["select_weight_decays"] = list(out["select_weight_decays"])
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -145,10 +179,28 @@ class ModelConfig:
             )
         values = dict(data)
         # msgpack/JSON may turn floats that are whole numbers into ints: accept them.
-        for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "lr_min_ratio"):
+        for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "lr_min_ratio", "val_fraction"):
             if name in values and isinstance(values[name], int) and not isinstance(values[name], bool):
                 values[name] = float(values[name])
+        if isinstance(values.get("select_weight_decays"), (list, tuple)):
+            values["select_weight_decays"] = tuple(
+                float(w) if isinstance(w, int) and not isinstance(w, bool) else w
+                for w in values["select_weight_decays"])
         return cls(**values)
+
+    def phase_weight_decay(self, phase: int, chosen: int) -> float:
+        """The weight decay of stream phase ``phase`` (``protocol.stream.schedule``):
+        candidate ``phase`` while selecting, then candidate ``chosen``; ``weight_decay``
+        without the ``"decay"`` rule."""
+        if self.selection != "decay":
+            return self.weight_decay
+        grid = self.select_weight_decays
+        return grid[phase] if phase < len(grid) else grid[chosen]
+
+
+#: Fields left out of :meth:`ModelConfig.to_dict` at their default (the validation rule's).
+_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction")
+_DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "val_fraction": 0.2}
 
 
 # ----------------------------------------------------------------------------- dilations
@@ -323,6 +375,9 @@ def schedule_config(
         seed=cfg.seed,
         eval_every=eval_every,
         calibrate=cfg.feature_scaling,
+        selection=cfg.selection,
+        n_candidates=len(cfg.select_weight_decays) if cfg.selection == "decay" else 1,
+        val_fraction=cfg.val_fraction,
     )
 
 
@@ -338,12 +393,13 @@ def lr_at(step: int, n_steps: int, cfg: ModelConfig) -> float:
 #: Training recipes (``--recipe``): ``tuned`` is ModelConfig's defaults; ``paper`` is the
 #: official firmware's (linear_classifier.c: ``WEIGHT_DECAY (0)``, ``LEARNING_RATE (1e-3)``
 #: constant, ``USE_QADAM 1``; GenerateCodeDistributedRocket.py: ``'batch_size': 128``; no
-#: feature scaling anywhere in conv.c). The paper's 80/20 validation split and best-validation
-#: epoch are not part of it yet (docs/fidelity.md).
+#: feature scaling anywhere in conv.c) plus the paper's 80/20 validation split and
+#: best-validation epoch (``selection="epoch"``, protocol.stream.validation).
 RECIPES: dict[str, dict[str, object]] = {
     "tuned": {},
     "paper": {"batch_size": 128, "lr": 1e-3, "lr_schedule": "constant", "weight_decay": 0.0,
-              "feature_scaling": False, "optimizer": "adam8bit"},
+              "feature_scaling": False, "optimizer": "adam8bit", "selection": "epoch",
+              "val_fraction": 0.2},
 }
 
 

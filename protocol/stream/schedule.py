@@ -14,6 +14,19 @@ logits of item ``t`` in round ``t + 1`` (the paper's pipelining). The stream is:
 3. every ``eval_every`` epochs and after the last epoch: an evaluation pass (``KIND_EVAL``)
    over the test set in index order (forward only).
 
+With a validation rule (``ScheduleConfig.selection``, :mod:`protocol.stream.validation`) a
+seeded fifth of the training split is held out; its items travel as evaluation items
+(``KIND_EVAL``, forward only) flagged ``Stream.validation`` (their ``sample`` indexes the
+training split), and ``Stream.phase`` numbers the head each item is computed with:
+
+- ``"decay"``: phases ``0 .. K-1`` train candidate ``k`` for ``epochs`` epochs on the fit
+  items (order ``fit[default_rng([seed, e]).permutation(n_fit)]``), then one validation
+  pass (its ``epoch`` field is ``k``); phase ``K`` is the plain run above (all training
+  items, the test passes) with the chosen weight decay;
+- ``"epoch"``: phase 0 trains on the fit items with a validation pass after every epoch
+  (periodic test passes on the current weights as ``eval_every`` says); the last test pass
+  is phase 1, computed on the weights of the best validation epoch.
+
 The *mode* (``build_stream(config, mode=...)``, see docs/modes.md) maps items to rounds:
 
 - ``rocknet`` (the paper): series of item ``t`` in round ``t``, its partial logits in round
@@ -62,8 +75,9 @@ from protocol.stream.packets import (
     Sync,
     packets_for,
 )
-from protocol.stream.placement import parse_split
+from protocol.stream.schedule_config import ScheduleConfig, contiguous_split
 from protocol.stream.training_mode import MODES, TrainingMode
+from protocol.stream.validation import validation_split
 
 __all__ = [
     "DP_MAX_PACKETS_PER_ROUND",
@@ -93,58 +107,6 @@ MODE_PRIVATE_LABELS = TrainingMode.PRIVATE_LABELS
 MODE_DATA_PARALLEL = TrainingMode.DATA_PARALLEL
 
 
-def contiguous_split(n: int, parts: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into ``parts`` contiguous ``(start, stop)`` ranges.
-
-    The remainder goes to the first parts (sizes differ by at most one), as the paper's code
-    does for kernels and samples. A part may be empty when ``parts > n``.
-    """
-    if parts < 1:
-        raise ValueError(f"parts must be >= 1, got {parts}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    base, extra = divmod(n, parts)
-    ranges = []
-    start = 0
-    for i in range(parts):
-        size = base + (1 if i < extra else 0)
-        ranges.append((start, start + size))
-        start += size
-    return ranges
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """What fixes the sample stream. Validated on construction."""
-
-    n_train: int
-    n_test: int
-    n_devices: int
-    epochs: int
-    batch_size: int
-    seed: int = 0
-    eval_every: int = 0  # 0: evaluate only after the last epoch
-    calibrate: bool = True
-    # Data placement (protocol.stream.placement): the run's sets are reordered by it at
-    # setup, so the stream itself only records it (owners stay contiguous ranges).
-    placement: str = "contiguous"
-
-    def __post_init__(self) -> None:
-        parse_split(self.placement)  # raises with the allowed values
-        if self.n_train < 1:
-            raise ValueError("the training set is empty: a dataset needs at least one training sample")
-        if self.n_test < 0:
-            raise ValueError(f"n_test must be >= 0, got {self.n_test}")
-        if self.n_devices < 1:
-            raise ValueError(f"n_devices must be >= 1, got {self.n_devices}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
-
-
 @dataclass(frozen=True, eq=False)
 class Stream:
     """The run's items as parallel arrays (index = item number) and where they travel
@@ -161,10 +123,19 @@ class Stream:
     #: None: laid out from the items by the mode's layout (data-parallel needs
     #: :func:`build_stream` and its sync sizes).
     round_tables: RoundTables | None = None
+    #: bool [n_items]: a validation item (an evaluation item drawn from the training split);
+    #: None: none (all False).
+    val_flags: np.ndarray | None = None
+    #: int16 [n_items]: the phase (head) each item is computed with; None: all 0.
+    phases: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # frozen: fields are set once here, through object.__setattr__.
         object.__setattr__(self, "mode", TrainingMode(self.mode))
+        if self.val_flags is None:
+            object.__setattr__(self, "val_flags", np.zeros(self.kind.shape[0], dtype=bool))
+        if self.phases is None:
+            object.__setattr__(self, "phases", np.zeros(self.kind.shape[0], dtype=np.int16))
         if self.round_tables is None:
             items = StreamItems(kind=self.kind, step_after=self.step_after, batches=self.batches,
                                 n_devices=self.config.n_devices, calibrate=self.config.calibrate)
@@ -179,6 +150,26 @@ class Stream:
         """Where everything travels (:class:`~protocol.stream.layout.RoundTables`)."""
         assert self.round_tables is not None  # set by __post_init__
         return self.round_tables
+
+    @property
+    def validation(self) -> np.ndarray:
+        """bool [n_items]: validation items (``KIND_EVAL``, ``sample`` indexes the training split)."""
+        assert self.val_flags is not None  # set by __post_init__
+        return self.val_flags
+
+    @property
+    def phase(self) -> np.ndarray:
+        """int16 [n_items]: which head computes each item (module docstring)."""
+        assert self.phases is not None  # set by __post_init__
+        return self.phases
+
+    def phase_steps(self, phase: int) -> int:
+        """Optimizer steps of phase ``phase`` (the cosine schedule of its head spans them)."""
+        return int(self.step_after[self.phase == phase].sum())
+
+    def is_test(self, item: int) -> bool:
+        """``item``'s sample is in the test split (a non-validation evaluation item)."""
+        return bool(self.kind[item] == KIND_EVAL) and not bool(self.validation[item])
 
     @property
     def n_items(self) -> int:
@@ -293,6 +284,11 @@ def build_stream(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if config.selection != "none" and mode != TrainingMode.ROCKNET:
+        raise ValueError(
+            f"the validation rule (selection={config.selection!r}) runs in rocknet mode only: "
+            "use --mode rocknet or selection='none'"
+        )
     layout = LAYOUTS[TrainingMode(mode)]
     layout.check_sync_bytes(sync_bytes)
     train_ranges = contiguous_split(config.n_train, config.n_devices)
@@ -309,16 +305,21 @@ def build_stream(
     owners: list[np.ndarray] = []
     epochs: list[np.ndarray] = []
     steps: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    phases: list[np.ndarray] = []
     batches: list[tuple[int, int]] = []
     cursor = 0
 
-    def add_pass(kind: int, order: np.ndarray, owner_table: np.ndarray, epoch: int) -> None:
+    def add_pass(kind: int, order: np.ndarray, owner_table: np.ndarray, epoch: int,
+                 phase: int = 0, validation: bool = False) -> None:
         nonlocal cursor
         n = order.shape[0]
         kinds.append(np.full(n, kind, dtype=np.int8))
         samples.append(order.astype(np.int32))
         owners.append(owner_table[order])
         epochs.append(np.full(n, epoch, dtype=np.int32))
+        vals.append(np.full(n, validation, dtype=bool))
+        phases.append(np.full(n, phase, dtype=np.int16))
         step = np.zeros(n, dtype=bool)
         # A training pass goes in optimizer batches; a forward-only pass (calibration,
         # evaluation) has no step to wait for, so it travels as one batch (one exchange pair).
@@ -331,15 +332,38 @@ def build_stream(
         steps.append(step)
         cursor += n
 
+    def train_order(epoch: int, pool: np.ndarray) -> np.ndarray:
+        return pool[np.random.default_rng([config.seed, epoch]).permutation(pool.shape[0])]
+
+    def plain_epochs(phase: int) -> None:
+        for epoch in range(config.epochs):
+            add_pass(KIND_TRAIN, train_order(epoch, everything), train_owner, epoch, phase)
+            last = epoch == config.epochs - 1
+            periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
+            if config.n_test > 0 and (last or periodic):
+                add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, epoch, phase)
+
+    everything = np.arange(config.n_train)
     if config.calibrate:
-        add_pass(KIND_CALIB, np.arange(config.n_train), train_owner, -1)
-    for epoch in range(config.epochs):
-        order = np.random.default_rng([config.seed, epoch]).permutation(config.n_train)
-        add_pass(KIND_TRAIN, order, train_owner, epoch)
-        last = epoch == config.epochs - 1
-        periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
-        if config.n_test > 0 and (last or periodic):
-            add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, epoch)
+        add_pass(KIND_CALIB, everything, train_owner, -1)
+    if config.selection == "none":
+        plain_epochs(0)
+    else:
+        fit, val = validation_split(config.n_train, config.val_fraction, config.seed)
+        if config.selection == "decay":
+            for k in range(config.n_candidates):
+                for epoch in range(config.epochs):
+                    add_pass(KIND_TRAIN, train_order(epoch, fit), train_owner, epoch, k)
+                add_pass(KIND_EVAL, val, train_owner, k, k, validation=True)
+            plain_epochs(config.n_candidates)
+        else:  # "epoch": the paper's best-validation epoch, no retraining
+            for epoch in range(config.epochs):
+                add_pass(KIND_TRAIN, train_order(epoch, fit), train_owner, epoch, 0)
+                add_pass(KIND_EVAL, val, train_owner, epoch, 0, validation=True)
+                last = epoch == config.epochs - 1
+                periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
+                if config.n_test > 0 and (last or periodic):
+                    add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, epoch, 1 if last else 0)
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
@@ -359,6 +383,8 @@ def build_stream(
         batches=batch_ranges,
         mode=layout.mode,
         round_tables=layout.lay_out(items, sync_bytes),
+        val_flags=cat(vals, bool),
+        phases=cat(phases, np.int16),
     )
 
 

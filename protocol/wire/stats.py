@@ -15,8 +15,9 @@ from typing import Any, Literal, Self, cast
 
 __all__ = ["FinalMetrics", "PassKind", "PassRecord", "TxStats"]
 
-PassKind = Literal["train", "eval"]
-_PASS_KINDS: tuple[PassKind, ...] = ("train", "eval")
+#: "val": a validation pass (items held out of the training split, docs/ml-core.md).
+PassKind = Literal["train", "eval", "val"]
+_PASS_KINDS: tuple[PassKind, ...] = ("train", "eval", "val")
 
 
 def _mapping(data: object, what: str) -> dict[str, Any]:

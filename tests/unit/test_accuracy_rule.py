@@ -34,7 +34,7 @@ def test_table_marks_a_gap_within_2pp_or_one_test_series():
     table = markdown([_row(0.90, 0.915, 1000), _row(0.90, 0.93, 1000), _row(0.90, 0.95, 20)])
     lines = [ln for ln in table.splitlines() if ln.startswith("| X")]
     # -1.5 pp passes; -3 pp on 1000 series fails; -5 pp on 20 series is one series (5 pp)
-    assert [ln.split("|")[7].strip() for ln in lines] == ["yes", "no", "yes"]
+    assert [ln.split("|")[10].strip() for ln in lines] == ["yes", "no", "yes"]
 
 
 def test_selection_keeps_the_strongest_decay_when_validation_cannot_tell():
@@ -52,3 +52,13 @@ def test_selection_keeps_the_strongest_decay_when_validation_cannot_tell():
     ds = Dataset("sine", x, y.astype(np.int64), x[:2], y[:2].astype(np.int64), ("a", "b"))
     chosen = select_config(ds, ModelConfig(num_features=840), 2)
     assert (chosen.weight_decay, chosen.epochs) == SELECT_GRID[0]
+
+
+def test_table_judges_the_rule_when_it_ran():
+    from dataclasses import replace
+
+    row = replace(_row(0.80, 0.91, 100), rule=0.90, rule_choice="wd=10", paper=0.70, paper_choice="epoch 3")
+    line = next(ln for ln in markdown([row]).splitlines() if ln.startswith("| X"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[5] == "0.900 (wd=10)" and cells[6] == "0.700 (epoch 3)"
+    assert cells[8] == "-11.0" and cells[9] == "-1.0" and cells[10] == "yes"
