@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from coordinator.engine.setup import RunSetup
-from coordinator.service.datasets import load_dataset, quantize_int8
+from coordinator.service.datasets import QUANTIZATIONS, load_dataset, quantize_int8
 from protocol.air.loss import LossModel
 from protocol.config.model import recipe_overrides
 from protocol.config.model import (
@@ -58,6 +58,7 @@ class RunArgs:
     profile: str = "tuned"  # device profile (node/mcu/profiles.py)
     recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     split: str = "contiguous"  # data placement, see protocol.stream.placement
+    quantization: str = "global"  # int8 scale of the series (datasets.QUANTIZATIONS)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,7 +85,10 @@ def build_setup(args: RunArgs) -> RunSetup:
         parse_split(args.split)
     except ValueError as exc:
         raise SetupError(f"--{exc}") from exc
-    x_train, x_test = quantize_int8(data.x_train, data.x_test)
+    if args.quantization not in QUANTIZATIONS:
+        raise SetupError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}; "
+                         f"got {args.quantization!r}")
+    x_train, x_test = quantize_int8(data.x_train, data.x_test, scale=args.quantization)
     y_train = np.asarray(data.y_train, dtype=np.int64)
     y_test = np.asarray(data.y_test, dtype=np.int64)
     # Placement = reordering both sets once; device d then owns its contiguous range of the
