@@ -51,6 +51,7 @@ class MeasuredRow:
     run_dir: str
     n_devices: int
     backend: str
+    topology: str  # "default" (the office grid) or the topology file's name
     epochs: int
     ram_bytes: int  # largest device's MCU RAM ledger
     round_s: float  # emulated radio round per training sample
@@ -75,11 +76,16 @@ def measured_row(run_dir: Path) -> MeasuredRow:
     per = s.get("per_train_sample", {})
     nodes = s.get("per_node", [])
     mem: dict[str, Any] = {}
+    topology = "default"
+    if (run_dir / "config.json").exists():
+        topo = json.loads((run_dir / "config.json").read_text()).get("args", {}).get("topology")
+        topology = Path(topo).stem if topo else "default"
     mem_path = run_dir / "host_memory.json"
     if mem_path.exists():
         mem = json.loads(mem_path.read_text())
     return MeasuredRow(
         run_dir=str(run_dir), n_devices=int(s["nodes"]), backend=str(s.get("backend", "?")),
+        topology=topology,
         epochs=int(s.get("epochs", 0)), ram_bytes=int(s.get("peak_ram_bytes", 0)),
         round_s=float(per.get("latency_s", float("nan"))),
         energy_mj=float(per.get("energy_mj_per_device", float("nan"))),
@@ -132,7 +138,7 @@ def print_tables(dataset: str, nodes: list[int], rows: list[MeasuredRow]) -> lis
               f"RAM {opt['ram'][1]:,d} B at N = {opt['ram'][0]}\n")
     if rows:
         print("measured runs (emulated MCU figures from the coordinator; host RAM sampled)")
-        print(f"{'N':>4} {'backend':>9} {'ep':>2} {'RAM B':>7} {'round s':>8} {'mJ/sample':>9} "
+        print(f"{'N':>4} {'backend':>9} {'topology':>20} {'ep':>2} {'RAM B':>7} {'round s':>8} {'mJ/sample':>9} "
               f"{'compute s':>9} {'wall/exch ms':>12} {'acc':>6} {'ref':>6} {'host PSS MB':>11} "
               f"{'host RSS MB':>11} {'node USS MB':>11}")
         for r in sorted(rows, key=lambda r: (r.n_devices, r.backend)):
@@ -140,7 +146,7 @@ def print_tables(dataset: str, nodes: list[int], rows: list[MeasuredRow]) -> lis
                 return f"{v / 2**20:>11.0f}" if v is not None else f"{'-':>11}"
             acc = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-"
             ref = f"{r.reference_accuracy:.4f}" if r.reference_accuracy is not None else "-"
-            print(f"{r.n_devices:>4} {r.backend:>9} {r.epochs:>2} {r.ram_bytes:>7,d} {r.round_s:>8.3f} "
+            print(f"{r.n_devices:>4} {r.backend:>9} {r.topology[:20]:>20} {r.epochs:>2} {r.ram_bytes:>7,d} {r.round_s:>8.3f} "
                   f"{r.energy_mj:>9.3f} {r.compute_s_per_device:>9.3f} {r.exchange_wall_ms:>12.0f} "
                   f"{acc:>6} {ref:>6} {mb(r.host_pss_bytes)} {mb(r.host_rss_bytes)} {mb(r.node_uss_bytes)}")
     return optima
