@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from aeon.transformations.collection.convolution_based import MiniRocket
     from coordinator.service.datasets import load_dataset, quantize_int8
-    from node.ml.minirocket import transform
-    from protocol.config.model import aeon_to_kernel_major, kernel_ranges
+    from node.ml.minirocket import transform, transform_units
+    from protocol.config.model import aeon_to_kernel_major, unit_offsets, unit_ranges
 
     set_num_threads(1)
     ds = load_dataset(args.dataset)
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     _, _, dilations, fpd, biases = mr.parameters
     perm = aeon_to_kernel_major(fpd)
     ours_b = biases[perm]
-    per_kernel = int(fpd.sum())
-    ranges = kernel_ranges(args.shards)
+    offsets = unit_offsets(fpd)
+    ranges = unit_ranges(args.shards, len(dilations))  # by kernel up to 84 shards, by unit past
 
     def run_aeon() -> np.ndarray:
         out = mr.transform(x3)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_shards() -> list[np.ndarray]:
         return [
-            transform(x, dilations, fpd, ours_b[a * per_kernel : b * per_kernel], a, b) for a, b in ranges
+            transform_units(x, dilations, fpd, ours_b[offsets[a] : offsets[b]], a, b) for a, b in ranges
         ]
 
     # warm up (compile or load from cache) and check that both compute the same features

@@ -32,14 +32,18 @@ class DeviceStateMachine(Protocol):
 
     Attributes: ``device`` (its id, 0-based), ``config`` (the run), ``steps_taken``
     (optimizer steps so far), ``processed_item`` (last stream item it is done with, -1:
-    none), ``kernel_start`` / ``kernel_stop`` (the MiniRocket kernels it computes,
-    ``[start, stop)``), ``n_features`` (its feature count F_i), ``ledger`` (its RAM account).
+    none), ``unit_start`` / ``unit_stop`` (the (kernel, dilation) units it computes,
+    ``[start, stop)``, ``u = kernel * D + dilation_index``), ``kernel_start`` /
+    ``kernel_stop`` (the MiniRocket kernels those units touch), ``n_features`` (its feature
+    count F_i), ``ledger`` (its RAM account).
     """
 
     device: int
     config: RunConfig
     steps_taken: int
     processed_item: int
+    unit_start: int
+    unit_stop: int
     kernel_start: int
     kernel_stop: int
     n_features: int

@@ -13,9 +13,9 @@ import numpy as np
 
 from protocol.air.loss import LossModel
 from protocol.air.topology import Topology
-from protocol.config.model import bias_fit_rows, fit_dilations, shard_fit_series
+from protocol.config.model import bias_fit_rows, fit_dilations, shard_fit_series_units
 from protocol.config.run import RunConfig
-from protocol.stream.modes import kernels_held
+from protocol.stream.modes import units_held
 from protocol.stream.schedule import Stream, contiguous_split
 
 
@@ -41,8 +41,8 @@ class RunSetup:
         c, d = contiguous_split(len(self.y_test), n)[device]
         dilations, _ = fit_dilations(self.config.series_length, self.config.model)
         rows = bias_fit_rows(len(self.y_train), len(dilations), self.config.model)
-        k0, k1 = kernels_held(self.config, device)  # all 84 in data-parallel mode
-        indices, local_rows = shard_fit_series(rows, k0, k1)
+        u0, u1 = units_held(self.config, device)  # all 84 x D in data-parallel mode
+        indices, local_rows = shard_fit_series_units(rows, u0, u1)
         return {
             "x_train": self.x_train[a:b],
             "y_train": self.y_train[a:b].astype(np.int16),

@@ -20,7 +20,6 @@ from coordinator.service.datasets import QUANTIZATIONS, load_dataset, quantize_i
 from protocol.air.loss import LossModel
 from protocol.config.model import recipe_overrides
 from protocol.config.model import (
-    N_KERNELS,
     ModelConfig,
     schedule_config,
 )
@@ -66,11 +65,7 @@ def build_setup(args: RunArgs) -> RunSetup:
     """Validate ``args`` and build the run; raises :class:`SetupError` with the fix."""
     if args.nodes < 1:
         raise SetupError(f"--nodes must be at least 1, got {args.nodes}")
-    if args.nodes > N_KERNELS:
-        raise SetupError(
-            f"--nodes {args.nodes} is more devices than MiniRocket has kernels ({N_KERNELS}); "
-            f"use --nodes {N_KERNELS} or fewer"
-        )
+    # the upper limit (84 x the dataset's dilations) is RunConfig's, once L is known
     if args.protocol not in PROTOCOLS:
         raise SetupError(f"--protocol must be one of {PROTOCOLS}, got {args.protocol!r}")
     if not 0.0 <= args.loss < 1.0:

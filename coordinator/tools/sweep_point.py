@@ -17,7 +17,7 @@ from typing import Any
 
 from coordinator.tools.run_dir import read_run
 from protocol.air.energy import DEFAULT_CONSTANTS
-from protocol.config.model import ModelConfig, fit_dilations, kernel_ranges
+from protocol.config.model import ModelConfig, fit_dilations, kernels_of_units, unit_offsets, unit_ranges
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES
 
 log = logging.getLogger("rocknet.sweep")
@@ -145,8 +145,9 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
     run = config["run"]
     model = ModelConfig.from_dict(run["model"])
     n = int(summary["nodes"])
-    _, fpd = fit_dilations(int(run["series_length"]), model)
-    k0, k1 = kernel_ranges(n)[0]
+    dilations, fpd = fit_dilations(int(run["series_length"]), model)
+    u0, u1 = unit_ranges(n, len(dilations))[0]  # by kernel up to 84 devices, by unit past
+    k0, k1 = kernels_of_units(u0, u1, len(dilations))
     per_node = sorted(summary["per_node"], key=lambda p: p["id"])
     ram = max((int(p["ram_bytes"]) for p in per_node), default=0)
     train = [r for r in rounds if r.get("kind") == "train"]
@@ -167,7 +168,7 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
         optimizer=model.optimizer,
         features_total=84 * int(fpd.sum()),
         kernels_per_device=k1 - k0,
-        features_per_device=(k1 - k0) * int(fpd.sum()),
+        features_per_device=int(unit_offsets(fpd)[u1] - unit_offsets(fpd)[u0]),
         ram_bytes=ram,
         ram_kib=ram / 1024,
         ram_budget_bytes=budget_bytes,

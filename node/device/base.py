@@ -18,11 +18,11 @@ import numpy as np
 
 from node.mcu.memory import Ledger
 from node.ml.head import ShardHead
-from node.ml.minirocket import fit_biases, transform
+from node.ml.minirocket import fit_biases_units, transform_units
 from node.ml.scaling import FeatureScaler
 from protocol.config.model import fit_dilations
 from protocol.config.run import RunConfig
-from protocol.stream.modes import kernels_held, stream_for
+from protocol.stream.modes import kernels_held, stream_for, units_held
 from protocol.stream.schedule import KIND_EVAL
 from protocol.wire.frames import Round, Rx
 from protocol.wire.stats import FinalMetrics, PassKind, PassRecord, TxStats
@@ -127,14 +127,15 @@ class DeviceBase(ABC):
     def __post_init__(self) -> None:
         cfg = self.config
         self.stream = stream_for(cfg)
+        self.unit_start, self.unit_stop = units_held(cfg, self.device)
         self.kernel_start, self.kernel_stop = kernels_held(cfg, self.device)
         self.dilations, self.features_per_dilation = fit_dilations(cfg.series_length, cfg.model)
         self.ledger = self._ram_ledger()
         self._check_ram(self.ledger)  # refuse before allocating: the real device would not boot
         # Modeled MCU seconds (node/mcu/cycles.py): per feature recomputation and per step.
         self._features_s, self._step_s = self._model_costs()
-        self.biases = fit_biases(self.data.fit_series, self.data.fit_rows, self.dilations,
-                                 self.features_per_dilation, self.kernel_start, self.kernel_stop)
+        self.biases = fit_biases_units(self.data.fit_series, self.data.fit_rows, self.dilations,
+                                       self.features_per_dilation, self.unit_start, self.unit_stop)
         self.head = self._make_head()
         self.n_features = self.head.n_features
         self.scaler = FeatureScaler(self.n_features) if cfg.model.feature_scaling else None
@@ -231,8 +232,8 @@ class DeviceBase(ABC):
                 have = self.series_of(item)
                 assert have is not None, f"item {item}: features asked without its series"
                 rows.append(have[0])
-            feats = transform(np.stack(rows), self.dilations, self.features_per_dilation,
-                              self.biases, self.kernel_start, self.kernel_stop)
+            feats = transform_units(np.stack(rows), self.dilations, self.features_per_dilation,
+                                    self.biases, self.unit_start, self.unit_stop)
             for row, (key, _) in enumerate(missing):
                 self._features[key] = feats[row]
         # Every use is a recomputation on the real device: count it in the modeled time.

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.config.model import ModelConfig, fit_dilations, kernel_ranges
+from protocol.config.model import (ModelConfig, fit_dilations, kernels_at_dilation, unit_offsets,
+                                   unit_ranges)
 
 #: The nRF52840's CPU clock.
 CPU_HZ = 64_000_000
@@ -54,18 +55,29 @@ class CycleCosts:
 DEFAULT_COSTS = CycleCosts()
 
 
+def _shard_features(cfg: ModelConfig, n_devices: int, series_length: int, device: int) -> int:
+    """F_i of ``device``: the features of its (kernel, dilation) units."""
+    dilations, fpd = fit_dilations(series_length, cfg)
+    u0, u1 = unit_ranges(n_devices, len(dilations))[device]
+    offsets = unit_offsets(fpd)
+    return int(offsets[u1] - offsets[u0])
+
+
 def transform_cycles(
     cfg: ModelConfig, n_devices: int, series_length: int, device: int = 0, costs: CycleCosts = DEFAULT_COSTS
 ) -> float:
     """Cycles of the shard transform of one series on ``device``."""
     dilations, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
+    n_dil = len(dilations)
+    u0, u1 = unit_ranges(n_devices, n_dil)[device]
     length = series_length
     cycles = 0.0
-    if k1 > k0:
-        cycles += len(dilations) * length * costs.shift_per_position
+    if u1 > u0:
+        # one shifted copy per dilation the shard has (all D for whole kernels)
+        cycles += min(n_dil, u1 - u0) * length * costs.shift_per_position
     for j, d in enumerate(dilations):
-        for k in range(k0, k1):
+        # whole kernels: all of [k0, k1); past 84 devices only this shard's units at j
+        for k in kernels_at_dilation(u0, u1, n_dil, j):
             n_pos = length if (j + k) % 2 == 0 else length - 8 * int(d)
             cycles += n_pos * costs.conv_per_position
             cycles += int(fpd[j]) * (n_pos * costs.ppv_per_compare + costs.ppv_per_feature)
@@ -82,9 +94,7 @@ def cycles_per_sample(
     costs: CycleCosts = DEFAULT_COSTS,
 ) -> dict[str, float]:
     """Cycle breakdown of one sample on ``device`` (training adds the backward part)."""
-    _, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
-    f_i = (k1 - k0) * int(fpd.sum())
+    f_i = _shard_features(cfg, n_devices, series_length, device)
     out = {
         "transform": transform_cycles(cfg, n_devices, series_length, device, costs),
         "scaling": f_i * costs.scale_per_feature if cfg.feature_scaling else 0.0,
@@ -119,8 +129,7 @@ def step_seconds(
     costs: CycleCosts = DEFAULT_COSTS,
 ) -> float:
     """Modeled MCU seconds of one optimizer step on ``device``."""
-    _, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
-    n_params = n_classes * (k1 - k0) * int(fpd.sum()) + (n_classes if device == 0 else 0)
+    n_params = n_classes * _shard_features(cfg, n_devices, series_length, device) + (
+        n_classes if device == 0 else 0)
     per = costs.adam_per_param if cfg.optimizer == "adam" else costs.adam8bit_per_param
     return n_params * per / CPU_HZ

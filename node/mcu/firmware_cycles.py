@@ -51,7 +51,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.config.model import ModelConfig, fit_dilations, kernel_ranges
+from protocol.config.model import (ModelConfig, fit_dilations, kernels_at_dilation, unit_offsets,
+                                   unit_ranges)
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,27 @@ class FirmwareCycleCosts:
 FIRMWARE_COSTS = FirmwareCycleCosts()
 
 
+def _shard_features(cfg: ModelConfig, n_devices: int, series_length: int, device: int) -> int:
+    """F_i of ``device``: the features of its (kernel, dilation) units."""
+    dilations, fpd = fit_dilations(series_length, cfg)
+    u0, u1 = unit_ranges(n_devices, len(dilations))[device]
+    offsets = unit_offsets(fpd)
+    return int(offsets[u1] - offsets[u0])
+
+
 def transform_cycles(cfg: ModelConfig, n_devices: int, series_length: int, device: int = 0,
                      costs: FirmwareCycleCosts = FIRMWARE_COSTS) -> float:
     """Cycles of ``conv_multiple`` for one series on ``device`` (all L positions, every kernel)."""
     dilations, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
-    n_k = k1 - k0
+    n_dil = len(dilations)
+    u0, u1 = unit_ranges(n_devices, n_dil)[device]
     length = series_length
     cycles = 2 * length * costs.mult_per_position
-    for j in range(len(dilations)):
+    for j in range(n_dil):
+        # kernels of this shard at dilation j: u0 <= k * D + j < u1 (all n_k for whole kernels)
+        n_k = len(kernels_at_dilation(u0, u1, n_dil, j))
+        if n_k == 0:
+            continue  # past 84 devices a shard may lack a dilation: no shifted copies for it
         cycles += length * (9 * costs.conv1_per_tap + costs.conv_per_position_overhead)
         per_kernel = length * (costs.conv3_per_position + costs.add_per_position)
         per_kernel += int(fpd[j]) * length * costs.ppv_per_compare
@@ -95,9 +108,7 @@ def cycles_per_sample(cfg: ModelConfig, n_devices: int, series_length: int, n_cl
                       costs: FirmwareCycleCosts = FIRMWARE_COSTS) -> dict[str, float]:
     """The firmware's cycles for one sample on ``device``, by phase (same keys as
     :func:`node.mcu.cycles.cycles_per_sample`; the firmware has no feature scaling)."""
-    _, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
-    f_i = (k1 - k0) * int(fpd.sum())
+    f_i = _shard_features(cfg, n_devices, series_length, device)
     out = {
         "transform": transform_cycles(cfg, n_devices, series_length, device, costs),
         "scaling": 0.0,
@@ -113,7 +124,5 @@ def cycles_per_sample(cfg: ModelConfig, n_devices: int, series_length: int, n_cl
 def step_cycles(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int,
                 device: int = 0, costs: FirmwareCycleCosts = FIRMWARE_COSTS) -> float:
     """Cycles of ``update_weights`` (8-bit Adam over W_i and b: every device holds a bias)."""
-    _, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[device]
-    n_params = n_classes * (k1 - k0) * int(fpd.sum()) + n_classes
+    n_params = n_classes * _shard_features(cfg, n_devices, series_length, device) + n_classes
     return n_params * costs.adam8bit_per_param

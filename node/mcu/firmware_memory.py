@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from node.mcu.memory import FLOAT32_BYTES, Ledger
 from protocol.air.radio.firmware_round import firmware_round
-from protocol.config.model import ModelConfig, fit_dilations, kernel_ranges
+from protocol.config.model import ModelConfig, fit_dilations, kernels_of_units, unit_offsets, unit_ranges
 
 #: 8-bit Adam's block size (``QADAM_BUFFER_SIZE``, linear_classifier.c l. 40).
 QADAM_BLOCK = 256
@@ -52,9 +52,11 @@ def firmware_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_clas
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     if n_train < 0 or n_eval < 0:
         raise ValueError(f"n_train and n_eval must be >= 0, got {n_train}, {n_eval}")
-    _, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kernel_ranges(n_devices)[0]
-    f_max = (k1 - k0) * int(fpd.sum())
+    dilations, fpd = fit_dilations(series_length, cfg)
+    u0, u1 = unit_ranges(n_devices, len(dilations))[0]  # by kernel up to 84, by unit past
+    k0, k1 = kernels_of_units(u0, u1, len(dilations))
+    offsets = unit_offsets(fpd)
+    f_max = int(offsets[u1] - offsets[u0])
     c = n_classes
     n_w = c * f_max
     e: dict[str, int] = {}

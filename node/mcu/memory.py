@@ -29,7 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from node.ml import adam8bit
-from protocol.config.model import ModelConfig, fit_dilations, kernel_ranges, n_features_total
+from protocol.config.model import (ModelConfig, fit_dilations, kernels_of_units, max_devices,
+                                   n_features_total,
+                                   unit_offsets, unit_ranges)
 from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, SERIES_HEADER_BYTES, packets_for
 
 #: The nRF52840's RAM.
@@ -81,16 +83,17 @@ def ledger(
         n_classes: C.
         device: which device (0-based).
     """
-    kranges = kernel_ranges(n_devices)
+    dilations, fpd = fit_dilations(series_length, cfg)
+    uranges = unit_ranges(n_devices, len(dilations))  # by kernel up to 84, by unit past
     if not 0 <= device < n_devices:
         raise ValueError(f"device must be in [0, {n_devices}), got {device}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    dilations, fpd = fit_dilations(series_length, cfg)
-    k0, k1 = kranges[device]
+    u0, u1 = uranges[device]
+    k0, k1 = kernels_of_units(u0, u1, len(dilations))
     n_kernels = k1 - k0
-    per_kernel = int(fpd.sum())
-    f_i = n_kernels * per_kernel
+    offsets = unit_offsets(fpd)
+    f_i = int(offsets[u1] - offsets[u0])
     owns_bias = device == 0
     c = n_classes
     n_w = c * f_i
@@ -141,7 +144,9 @@ def _fits(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, 
 
 def _advice(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, budget_bytes: int) -> str:
     tips = []
-    n_ok = next((n for n in range(n_devices + 1, 85) if _fits(cfg, n, series_length, n_classes, budget_bytes)), None)
+    n_max = max_devices(len(fit_dilations(series_length, cfg)[0]))  # 84 x D: one unit each
+    n_ok = next((n for n in range(n_devices + 1, n_max + 1)
+                 if _fits(cfg, n, series_length, n_classes, budget_bytes)), None)
     if n_ok is not None:
         tips.append(f"use at least {n_ok} devices")
     # the fewest features that still give every (kernel, dilation) one bias

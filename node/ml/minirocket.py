@@ -1,4 +1,7 @@
-"""MiniRocket's kernels in numba, restricted to a contiguous range of kernels (a shard).
+"""MiniRocket's kernels in numba, restricted to a shard: a contiguous range of (kernel,
+dilation) units ``u = kernel * D + dilation_index`` (a kernel range ``[k0, k1)`` is the units
+``[k0 * D, k1 * D)``; :func:`transform` and :func:`fit_biases` take kernel ranges,
+:func:`transform_units` and :func:`fit_biases_units` unit ranges).
 
 Inputs are int8 series (DESIGN 1.1), so the convolution is exact integer arithmetic: the
 output of every kernel is an integer (``|C| <= 1530``, held as int16), a bias ``b`` is
@@ -27,7 +30,7 @@ from itertools import combinations
 import numpy as np
 from numba import njit
 
-from protocol.config.model import KERNEL_LENGTH, N_KERNELS
+from protocol.config.model import KERNEL_LENGTH, N_KERNELS, unit_offsets
 
 #: The 84 kernels: the 3 positions (of 9) with weight 2; the other 6 have weight -1.
 KERNEL_INDICES = np.array(list(combinations(range(KERNEL_LENGTH), 3)), dtype=np.int64)
@@ -124,8 +127,8 @@ def _count_above2(conv, n, threshold0, threshold1):
     cache=True,
     nogil=True,
 )
-def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel_start, kernel_stop):
-    """:func:`transform` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
+def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_start, unit_stop):
+    """:func:`transform_units` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
     n, length = X.shape
     n_dil = dilations.shape[0]
     per_kernel = 0
@@ -134,7 +137,13 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
     dil_start = np.zeros(n_dil, dtype=np.int64)
     for j in range(1, n_dil):
         dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
-    n_out = (kernel_stop - kernel_start) * per_kernel
+    # unit u = k * n_dil + j starts at k * per_kernel + dil_start[j] in the feature vector
+    feature_start = (unit_start // n_dil) * per_kernel + dil_start[unit_start % n_dil]
+    if unit_stop % n_dil == 0:
+        feature_stop = (unit_stop // n_dil) * per_kernel
+    else:
+        feature_stop = (unit_stop // n_dil) * per_kernel + dil_start[unit_stop % n_dil]
+    n_out = feature_stop - feature_start
     out = np.empty((n, n_out), dtype=np.float32)
     gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
     alpha = np.empty(length, dtype=np.int16)
@@ -154,8 +163,13 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
             dilation = np.int64(dilations[j])
             pad = 4 * dilation
             n_feat = features_per_dilation[j]
+            # the shard's kernels at dilation j: unit_start <= k * n_dil + j < unit_stop
+            k_lo = (unit_start - j + n_dil - 1) // n_dil if unit_start > j else 0
+            k_hi = (unit_stop - 1 - j) // n_dil + 1 if unit_stop > j else 0
+            if k_hi <= k_lo:
+                continue
             _shifted(x, dilation, gamma, alpha)
-            for k in range(kernel_start, kernel_stop):
+            for k in range(k_lo, k_hi):
                 if (j + k) % 2 == 0:
                     lo = 0
                     hi = length
@@ -172,7 +186,7 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, kernel
                 gc = gamma[KERNEL_INDICES[k, 2], lo:hi]
                 for t in range(n_pos):
                     conv[t] = al[t] + ga[t] + gb[t] + gc[t]
-                base = (k - kernel_start) * per_kernel + dil_start[j]
+                base = k * per_kernel + dil_start[j] - feature_start
                 f = 0
                 while f + 4 <= n_feat:
                     c0, c1, c2, c3 = _count_above4(
@@ -211,22 +225,55 @@ def transform(
         kernel_start, kernel_stop: the shard's kernel range.
 
     Returns:
-        float32[n, (kernel_stop - kernel_start) * P], kernel-major.
+        float32[n, (kernel_stop - kernel_start) * P], kernel-major. The same numbers as
+        :func:`transform_units` on units ``[kernel_start * D, kernel_stop * D)``.
+    """
+    d = np.asarray(dilations).shape[0]
+    return transform_units(X, dilations, features_per_dilation, biases_of_shard,
+                           kernel_start * d, kernel_stop * d)
+
+
+def transform_units(
+    X: np.ndarray,
+    dilations: np.ndarray,
+    features_per_dilation: np.ndarray,
+    biases_of_shard: np.ndarray,
+    unit_start: int,
+    unit_stop: int,
+) -> np.ndarray:
+    """PPV features of the (kernel, dilation) units ``[unit_start, unit_stop)``.
+
+    Unit ``u = k * D + j`` is kernel ``k`` at dilation ``j``
+    (:func:`protocol.config.model.unit_ranges`); its ``features_per_dilation[j]`` features
+    are contiguous in the kernel-major feature vector, so a unit range is a slice of it.
+
+    Args:
+        X: int8[n, L] quantized series (a single int8[L] series is taken as one row).
+        dilations, features_per_dilation: int32[D].
+        biases_of_shard: float32[F_i], the shard's biases, kernel-major.
+        unit_start, unit_stop: the shard's unit range, inside ``[0, 84 * D]``.
+
+    Returns:
+        float32[n, F_i], kernel-major.
     """
     if isinstance(X, np.ndarray) and X.ndim == 1:
         X = X[None, :]
-    X, dilations, features_per_dilation = _check(X, dilations, features_per_dilation, kernel_start, kernel_stop)
-    per_kernel = int(features_per_dilation.sum())
+    X, dilations, features_per_dilation = _check(X, dilations, features_per_dilation, unit_start, unit_stop)
     biases_of_shard = np.ascontiguousarray(biases_of_shard, dtype=np.float32)
-    expected = (kernel_stop - kernel_start) * per_kernel
+    expected = _n_features_of_units(features_per_dilation, unit_start, unit_stop)
     if biases_of_shard.shape != (expected,):
         raise ValueError(
             f"biases_of_shard has shape {biases_of_shard.shape}, expected ({expected},) for "
-            f"kernels [{kernel_start}, {kernel_stop}) x {per_kernel} features per kernel"
+            f"units [{unit_start}, {unit_stop}) ({expected} features)"
         )
     return transform_thresholds(
-        X, dilations, features_per_dilation, bias_thresholds(biases_of_shard), kernel_start, kernel_stop
+        X, dilations, features_per_dilation, bias_thresholds(biases_of_shard), unit_start, unit_stop
     )
+
+
+def _n_features_of_units(features_per_dilation: np.ndarray, unit_start: int, unit_stop: int) -> int:
+    offsets = unit_offsets(features_per_dilation)
+    return int(offsets[unit_stop] - offsets[unit_start])
 
 
 @njit(
@@ -234,7 +281,7 @@ def transform(
     cache=True,
     nogil=True,
 )
-def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_start, kernel_stop):
+def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, unit_start, unit_stop):
     length = fit_series.shape[1]
     n_dil = dilations.shape[0]
     per_kernel = 0
@@ -243,36 +290,42 @@ def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_s
     dil_start = np.zeros(n_dil, dtype=np.int64)
     for j in range(1, n_dil):
         dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
-    out = np.empty((kernel_stop - kernel_start) * per_kernel, dtype=np.float32)
+    feature_start = (unit_start // n_dil) * per_kernel + dil_start[unit_start % n_dil]
+    if unit_stop % n_dil == 0:
+        feature_stop = (unit_stop // n_dil) * per_kernel
+    else:
+        feature_stop = (unit_stop // n_dil) * per_kernel + dil_start[unit_stop % n_dil]
+    out = np.empty(feature_stop - feature_start, dtype=np.float32)
     gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
     alpha = np.empty(length, dtype=np.int16)
     conv = np.empty(length, dtype=np.float64)
-    for k in range(kernel_start, kernel_stop):
+    for u in range(unit_start, unit_stop):
+        k = u // n_dil
+        j = u % n_dil
         ia = KERNEL_INDICES[k, 0]
         ib = KERNEL_INDICES[k, 1]
         ic = KERNEL_INDICES[k, 2]
-        for j in range(n_dil):
-            _shifted(fit_series[fit_rows[k, j]], np.int64(dilations[j]), gamma, alpha)
-            for t in range(length):
-                conv[t] = alpha[t] + gamma[ia, t] + gamma[ib, t] + gamma[ic, t]
-            srt = np.sort(conv)
-            n_feat = features_per_dilation[j]
-            base = (k - kernel_start) * per_kernel + dil_start[j]
-            # numbering of the low-discrepancy sequence: aeon's (dilation-major) order
-            aeon_base = N_KERNELS * dil_start[j] + k * n_feat
-            for f in range(n_feat):
-                q = np.float64(np.float32(((aeon_base + f + 1) * _GOLDEN) % 1.0))
-                if length == 1:
-                    val = srt[0]
-                else:
-                    # linear interpolation between closest ranks (numba's np.quantile)
-                    rank = 1.0 + (length - 1) * ((q * 100.0) / 100.0)
-                    lower_rank = math.floor(rank)
-                    frac = rank - lower_rank
-                    lo_i = int(lower_rank) - 1
-                    hi_i = min(lo_i + 1, length - 1)
-                    val = srt[lo_i] * (1.0 - frac) + srt[hi_i] * frac
-                out[base + f] = np.float32(val)
+        _shifted(fit_series[fit_rows[k, j]], np.int64(dilations[j]), gamma, alpha)
+        for t in range(length):
+            conv[t] = alpha[t] + gamma[ia, t] + gamma[ib, t] + gamma[ic, t]
+        srt = np.sort(conv)
+        n_feat = features_per_dilation[j]
+        base = k * per_kernel + dil_start[j] - feature_start
+        # numbering of the low-discrepancy sequence: aeon's (dilation-major) order
+        aeon_base = N_KERNELS * dil_start[j] + k * n_feat
+        for f in range(n_feat):
+            q = np.float64(np.float32(((aeon_base + f + 1) * _GOLDEN) % 1.0))
+            if length == 1:
+                val = srt[0]
+            else:
+                # linear interpolation between closest ranks (numba's np.quantile)
+                rank = 1.0 + (length - 1) * ((q * 100.0) / 100.0)
+                lower_rank = math.floor(rank)
+                frac = rank - lower_rank
+                lo_i = int(lower_rank) - 1
+                hi_i = min(lo_i + 1, length - 1)
+                val = srt[lo_i] * (1.0 - frac) + srt[hi_i] * frac
+            out[base + f] = np.float32(val)
     return out
 
 
@@ -284,48 +337,71 @@ def fit_biases(
     kernel_start: int,
     kernel_stop: int,
 ) -> np.ndarray:
-    """Biases of kernels ``[kernel_start, kernel_stop)``: quantiles of their outputs.
+    """Biases of kernels ``[kernel_start, kernel_stop)``: :func:`fit_biases_units` on units
+    ``[kernel_start * D, kernel_stop * D)``."""
+    d = np.asarray(dilations).shape[0]
+    return fit_biases_units(fit_series, fit_rows, dilations, features_per_dilation,
+                            kernel_start * d, kernel_stop * d)
+
+
+def fit_biases_units(
+    fit_series: np.ndarray,
+    fit_rows: np.ndarray,
+    dilations: np.ndarray,
+    features_per_dilation: np.ndarray,
+    unit_start: int,
+    unit_stop: int,
+) -> np.ndarray:
+    """Biases of the (kernel, dilation) units ``[unit_start, unit_stop)``: quantiles of
+    their outputs.
 
     Args:
         fit_series: int8[k, L] the series the shard was given for fitting.
         fit_rows: int32[84, D] row of ``fit_series`` that fits (kernel, dilation); only the
             shard's rows are read (see :func:`protocol.config.model.shard_fit_series`).
         dilations, features_per_dilation: int32[D].
+        unit_start, unit_stop: the shard's units (``u = kernel * D + dilation_index``).
 
     Returns:
-        float32[(kernel_stop - kernel_start) * P] kernel-major. The quantile of feature
-        ``i`` (in aeon's order) is ``frac((i + 1) * golden_ratio)``; the quantile is the
-        linear interpolation between closest ranks of the full-length (zero-padded) output.
+        float32[F_i] kernel-major. The quantile of feature ``i`` (in aeon's order) is
+        ``frac((i + 1) * golden_ratio)``; the quantile is the linear interpolation between
+        closest ranks of the full-length (zero-padded) output.
     """
     fit_series, dilations, features_per_dilation = _check(
-        fit_series, dilations, features_per_dilation, kernel_start, kernel_stop
+        fit_series, dilations, features_per_dilation, unit_start, unit_stop
     )
     fit_rows = np.ascontiguousarray(fit_rows, dtype=np.int32)
     if fit_rows.shape != (N_KERNELS, dilations.shape[0]):
         raise ValueError(f"fit_rows must have shape (84, {dilations.shape[0]}), got {fit_rows.shape}")
-    used = fit_rows[kernel_start:kernel_stop]
+    used = fit_rows.reshape(-1)[unit_start:unit_stop]
     if used.size and (used.min() < 0 or used.max() >= fit_series.shape[0]):
         raise ValueError(
-            f"fit_rows of kernels [{kernel_start}, {kernel_stop}) point outside fit_series "
+            f"fit_rows of units [{unit_start}, {unit_stop}) point outside fit_series "
             f"({fit_series.shape[0]} series)"
         )
-    return _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, kernel_start, kernel_stop)
+    return _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, unit_start, unit_stop)
 
 
 def _check(
-    X: np.ndarray, dilations: np.ndarray, features_per_dilation: np.ndarray, kernel_start: int, kernel_stop: int
+    X: np.ndarray, dilations: np.ndarray, features_per_dilation: np.ndarray, unit_start: int, unit_stop: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not isinstance(X, np.ndarray) or X.dtype != np.int8 or X.ndim != 2:
         raise TypeError(
             "series must be an int8 array of shape (n, L): quantize first "
             "(coordinator.service.datasets.quantize_int8)"
         )
-    if not 0 <= kernel_start <= kernel_stop <= N_KERNELS:
-        raise ValueError(f"kernel range [{kernel_start}, {kernel_stop}) is not inside [0, {N_KERNELS})")
     dilations = np.ascontiguousarray(dilations, dtype=np.int32)
     features_per_dilation = np.ascontiguousarray(features_per_dilation, dtype=np.int32)
     if dilations.ndim != 1 or dilations.shape != features_per_dilation.shape:
         raise ValueError("dilations and features_per_dilation must be 1-D arrays of the same length")
+    n_units = N_KERNELS * dilations.shape[0]
+    if not 0 <= unit_start <= unit_stop <= n_units:
+        d = max(dilations.shape[0], 1)
+        raise ValueError(
+            f"unit range [{unit_start}, {unit_stop}) (kernels [{unit_start // d}, "
+            f"{-(-unit_stop // d)})) is not inside [0, {n_units}) = 84 kernels x "
+            f"{dilations.shape[0]} dilations"
+        )
     length = X.shape[1]
     if dilations.size and 8 * int(dilations.max()) >= length:
         raise ValueError(

@@ -34,14 +34,13 @@ from typing import Any
 import numpy as np
 
 from node.ml.head import ShardHead, sum_partial_logits
-from node.ml.minirocket import fit_biases, transform
+from node.ml.minirocket import fit_biases_units, transform_units
 from node.ml.scaling import FeatureScaler
 from node.ml.shard import build_shard
 from protocol.config.model import (
     ModelConfig,
     bias_fit_rows,
     fit_dilations,
-    kernel_ranges,
     n_features_total,
     schedule_config,
 )
@@ -158,10 +157,12 @@ def train_reference(
     scalers: list[FeatureScaler] = []
     f_train: list[np.ndarray] = []
     f_test: list[np.ndarray] = []
-    for s, (k0, k1) in enumerate(kernel_ranges(n_shards)):
-        biases = fit_biases(x_train, rows, dilations, fpd, k0, k1)
-        f_train.append(transform(x_train, dilations, fpd, biases, k0, k1))
-        f_test.append(transform(x_test, dilations, fpd, biases, k0, k1) if n_test else
+    for s in range(n_shards):
+        spec = build_shard(cfg, length, s, n_shards)  # by kernel up to 84 shards, by unit past
+        u0, u1 = spec.unit_start, spec.unit_stop
+        biases = fit_biases_units(x_train, rows, dilations, fpd, u0, u1)
+        f_train.append(transform_units(x_train, dilations, fpd, biases, u0, u1))
+        f_test.append(transform_units(x_test, dilations, fpd, biases, u0, u1) if n_test else
                       np.zeros((0, biases.shape[0]), dtype=np.float32))
         n_feat = f_train[-1].shape[1]
         scalers.append(FeatureScaler(n_feat, enabled=cfg.feature_scaling))

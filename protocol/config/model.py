@@ -2,7 +2,8 @@
 
 Shared by the coordinator and the nodes: which dilations and how many features per dilation
 a series length gets, which training series fit the biases of each (kernel, dilation), how
-the 84 kernels and the feature vector are split over devices, the learning-rate schedule.
+the 84 kernels (up to 84 devices) or the ``84 * D`` (kernel, dilation) pairs (past 84) and
+the feature vector are split over devices, the learning-rate schedule.
 
 Feature order is *kernel-major*: ``(kernel, dilation, bias)``, so a contiguous kernel range
 is a contiguous slice of the feature vector. (aeon orders features dilation-major:
@@ -286,17 +287,29 @@ def bias_fit_rows(n_train: int, n_dilations: int, cfg: ModelConfig) -> np.ndarra
 def shard_fit_series(
     rows: np.ndarray, kernel_start: int, kernel_stop: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """What a shard needs to fit its biases.
+    """:func:`shard_fit_series_units` of the kernels ``[kernel_start, kernel_stop)`` (the
+    units ``[kernel_start * D, kernel_stop * D)``)."""
+    d = np.shape(rows)[1]
+    return shard_fit_series_units(rows, kernel_start * d, kernel_stop * d)
 
+
+def shard_fit_series_units(
+    rows: np.ndarray, unit_start: int, unit_stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a shard of units ``[unit_start, unit_stop)`` needs to fit its biases.
+
+    A unit is one (kernel, dilation) pair, ``u = kernel * D + dilation_index`` (see
+    :func:`unit_ranges`); a kernel range ``[k0, k1)`` is the units ``[k0 * D, k1 * D)``.
     Returns ``(train_indices int64[k], local_rows int32[84, D])``: the training series to
     "flash" to the device (sorted, unique) and ``rows`` rewritten as indices into that list
-    (rows of kernels outside the shard are set to 0 and never read).
+    (rows of units outside the shard are set to 0 and never read).
     """
-    sub = rows[kernel_start:kernel_stop]
+    flat = np.asarray(rows).reshape(-1)  # kernel-major: flat[u] is unit u's row
+    sub = flat[unit_start:unit_stop]
     train_indices = np.unique(sub).astype(np.int64)
-    local = np.zeros_like(rows, dtype=np.int32)
-    local[kernel_start:kernel_stop] = np.searchsorted(train_indices, sub).astype(np.int32)
-    return train_indices, local
+    local = np.zeros(flat.shape, dtype=np.int32)
+    local[unit_start:unit_stop] = np.searchsorted(train_indices, sub).astype(np.int32)
+    return train_indices, local.reshape(np.shape(rows))
 
 
 def quantile_positions(features_per_dilation: np.ndarray) -> np.ndarray:
@@ -334,19 +347,79 @@ def aeon_to_kernel_major(features_per_dilation: np.ndarray) -> np.ndarray:
 
 
 def kernel_ranges(n_devices: int) -> list[tuple[int, int]]:
-    """Contiguous kernel range ``[start, stop)`` of each device (remainder to the first)."""
+    """Contiguous kernel range ``[start, stop)`` of each device (remainder to the first).
+
+    Only for ``n_devices <= 84``; past that the model is split below the kernel
+    (:func:`unit_ranges`)."""
     if not isinstance(n_devices, (int, np.integer)) or n_devices < 1 or n_devices > N_KERNELS:
         raise ValueError(
-            f"n_devices must be between 1 and {N_KERNELS} (one kernel per device at least), "
-            f"got {n_devices!r}"
+            f"n_devices must be between 1 and {N_KERNELS} for a split by kernel, got "
+            f"{n_devices!r}; more devices split (kernel, dilation) pairs: use unit_ranges"
         )
     return contiguous_split(N_KERNELS, int(n_devices))
 
 
+def max_devices(n_dilations: int) -> int:
+    """The finest split: one (kernel, dilation) pair per device, ``84 * D`` devices."""
+    return N_KERNELS * int(n_dilations)
+
+
+def check_n_devices(n_devices: int, n_dilations: int, series_length: int | None = None) -> None:
+    """``ValueError`` naming the maximum when ``n_devices`` exceeds the finest split."""
+    top = max_devices(n_dilations)
+    if not isinstance(n_devices, (int, np.integer)) or not 1 <= n_devices <= top:
+        length = f"series of length {series_length}, " if series_length is not None else ""
+        raise ValueError(
+            f"--nodes must be between 1 and {top} for this dataset and model ({length}"
+            f"{n_dilations} dilations x {N_KERNELS} kernels = {top} (kernel, dilation) pairs, "
+            f"one per device at least), got {n_devices!r}: use --nodes {top} or fewer"
+        )
+
+
+def unit_ranges(n_devices: int, n_dilations: int) -> list[tuple[int, int]]:
+    """Each device's contiguous range ``[start, stop)`` of units, ``u = kernel * D + j``.
+
+    A unit is one (kernel, dilation) pair in kernel-major order, so a unit range is a
+    contiguous slice of the feature vector. Up to 84 devices the split is by kernel, as
+    :func:`kernel_ranges` (device ``i`` gets units ``[k0 * D, k1 * D)``); past 84 the
+    ``84 * D`` units are split contiguously (remainder to the first devices), at most
+    :func:`max_devices` devices.
+    """
+    check_n_devices(n_devices, n_dilations)
+    d = int(n_dilations)
+    if n_devices <= N_KERNELS:
+        return [(a * d, b * d) for a, b in kernel_ranges(int(n_devices))]
+    return contiguous_split(max_devices(d), int(n_devices))
+
+
+def unit_offsets(features_per_dilation: np.ndarray) -> np.ndarray:
+    """Start of every unit in the feature vector, and its end (int64[84 * D + 1])."""
+    fpd = np.asarray(features_per_dilation, dtype=np.int64)
+    per_unit = np.tile(fpd, N_KERNELS)
+    return np.concatenate([[0], np.cumsum(per_unit)]).astype(np.int64)
+
+
+def kernels_of_units(unit_start: int, unit_stop: int, n_dilations: int) -> tuple[int, int]:
+    """The kernels ``[start, stop)`` that units ``[unit_start, unit_stop)`` touch."""
+    d = int(n_dilations)
+    if unit_stop <= unit_start:
+        return unit_start // d, unit_start // d
+    return unit_start // d, -(-unit_stop // d)
+
+
+def kernels_at_dilation(unit_start: int, unit_stop: int, n_dilations: int, j: int) -> range:
+    """The kernels ``k`` with unit ``k * D + j`` in ``[unit_start, unit_stop)``."""
+    d = int(n_dilations)
+    lo = max(0, -(-(unit_start - j) // d))
+    hi = max(lo, (unit_stop - 1 - j) // d + 1) if unit_stop > j else lo
+    return range(lo, hi)
+
+
 def feature_ranges(n_devices: int, features_per_dilation: np.ndarray) -> list[tuple[int, int]]:
     """Each device's ``[start, stop)`` in the full (kernel-major) feature vector."""
-    per_kernel = int(np.sum(features_per_dilation))
-    return [(a * per_kernel, b * per_kernel) for a, b in kernel_ranges(n_devices)]
+    offsets = unit_offsets(features_per_dilation)
+    return [(int(offsets[a]), int(offsets[b]))
+            for a, b in unit_ranges(n_devices, len(features_per_dilation))]
 
 
 # ----------------------------------------------------------------------------- training

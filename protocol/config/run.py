@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from protocol.config.model import N_KERNELS, ModelConfig
+from protocol.config.model import ModelConfig, check_n_devices, fit_dilations
 from protocol.stream.schedule import ScheduleConfig
 
 #: What a device does when some partial logits of a sample did not arrive.
@@ -41,11 +41,10 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_devices <= N_KERNELS:
-            raise ValueError(
-                f"--nodes must be between 1 and {N_KERNELS} (one MiniRocket kernel at least per "
-                f"device), got {self.n_devices}"
-            )
+        if self.series_length >= 9:  # a too-short series is refused below, with its fix
+            # up to 84 (kernel, dilation) pairs x D dilations: one pair per device at least
+            check_n_devices(self.n_devices, len(fit_dilations(self.series_length, self.model)[0]),
+                            self.series_length)
         if self.schedule.n_devices != self.n_devices:
             raise ValueError("schedule.n_devices must equal n_devices")
         if self.n_classes < 2:

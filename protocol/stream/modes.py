@@ -18,8 +18,9 @@ from protocol.config.model import (
     N_KERNELS,
     ModelConfig,
     fit_dilations,
-    kernel_ranges,
+    kernels_of_units,
     n_features_total,
+    unit_ranges,
 )
 from protocol.config.run import RunConfig
 from protocol.stream.schedule import Stream, build_stream
@@ -29,7 +30,7 @@ from protocol.wire.frames import DEFAULT_MAX_BYTES
 __all__ = [
     "MODES", "MODE_DATA_PARALLEL", "MODE_PRIVATE_LABELS", "MODE_ROCKNET", "TrainingMode",
     "check_mode", "dp_gradient_bytes", "dp_n_params", "dp_statistics_bytes", "kernels_held",
-    "stream_for",
+    "stream_for", "units_held",
 ]
 
 
@@ -72,11 +73,21 @@ def dp_statistics_bytes(cfg: ModelConfig, series_length: int) -> int:
     return DP_STATS_COUNT_BYTES + 16 * dp_n_features(cfg, series_length)
 
 
-def kernels_held(config: RunConfig, device: int) -> tuple[int, int]:
-    """The kernel range ``[start, stop)`` device ``device`` computes (all 84 in data-parallel)."""
+def units_held(config: RunConfig, device: int) -> tuple[int, int]:
+    """The (kernel, dilation) units ``[start, stop)`` device ``device`` computes, ``u = kernel
+    * D + dilation_index`` (all ``84 * D`` in data-parallel; see
+    :func:`protocol.config.model.unit_ranges`)."""
+    n_dil = len(fit_dilations(config.series_length, config.model)[0])
     if config.mode == TrainingMode.DATA_PARALLEL:
-        return 0, N_KERNELS
-    return kernel_ranges(config.n_devices)[device]
+        return 0, N_KERNELS * n_dil
+    return unit_ranges(config.n_devices, n_dil)[device]
+
+
+def kernels_held(config: RunConfig, device: int) -> tuple[int, int]:
+    """The kernels ``[start, stop)`` the units of device ``device`` touch (all 84 in
+    data-parallel; whole kernels up to 84 devices)."""
+    n_dil = len(fit_dilations(config.series_length, config.model)[0])
+    return kernels_of_units(*units_held(config, device), n_dil)
 
 
 def stream_for(config: RunConfig) -> Stream:
