@@ -14,8 +14,8 @@ One 20-node GunPoint run per mode (the same coordinator code, the local-process 
   processes that map it, the zygote's included), and what 200 would cost at the same
   per-node figure.
 
-``--zygote-only`` skips the ``python -m node`` run (e.g. ``--nodes 84 --zygote-only``: a run
-has at most 84 devices, one per MiniRocket kernel). ``--idle 200`` forks 200 node processes
+``--zygote-only`` skips the ``python -m node`` run (e.g. ``--nodes 84 --zygote-only``; a run
+has at most 84 x D devices, one (kernel, dilation) pair each: docs/scaling.md). ``--idle 200`` forks 200 node processes
 from one zygote against a port nobody listens on (they wait to connect: no shard, no kernels
 run) and reports the time to fork them and what they cost (sum of PSS, machine's used memory).
 

@@ -126,9 +126,9 @@ class NodeAgent:
             self._ballast = np.ones(ballast_mb * 1024 * 1024 // 8)
         self.last_exchange = -1
         log.info(
-            "device %d of %d: kernels [%d, %d), %d features, RAM %d B",
-            msg.device, config.n_devices, device.kernel_start, device.kernel_stop,
-            device.n_features, device.ledger.total_bytes,
+            "device %d of %d: kernels [%d, %d), (kernel, dilation) units [%d, %d), %d features, "
+            "RAM %d B", msg.device, config.n_devices, device.kernel_start, device.kernel_stop,
+            device.unit_start, device.unit_stop, device.n_features, device.ledger.total_bytes,
         )
         return []
 
