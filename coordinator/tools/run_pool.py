@@ -206,8 +206,8 @@ class _Pool:
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + KILL_AFTER_S
         while self.running:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            left: float | None = deadline - time.monotonic()
+            if left is not None and left <= 0:
                 self._signal_all(signal.SIGKILL)
                 left = None  # SIGKILL always ends them
             try:
