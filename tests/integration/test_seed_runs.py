@@ -89,3 +89,24 @@ def test_sigterm_stops_every_seed_run_and_leaves_no_process(tmp_path: Path) -> N
     for s in (0, 1):  # each run stopped as rocknet run does: its summary written
         summary = json.loads((out / f"seed{s}" / "summary.json").read_text())
         assert summary["stop_reason"] == "signal SIGTERM"
+
+
+def test_compare_with_seeds_gives_mean_and_std_per_mode(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", *TINY, "--modes", "rocknet,private-labels", "--seeds", "2",
+                 "--backend", "inprocess", "--quiet", "--out", str(out)]) == 0
+    rows = {r["mode"]: r for r in csv.DictReader((out / "compare_seeds.csv").open())}
+    assert sorted(rows) == ["private-labels", "rocknet"]
+    for mode, row in rows.items():
+        assert (row["seeds"], row["finished"]) == ("2", "2")
+        summaries = [json.loads((out / mode / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+        accs = [s["test_accuracy"] for s in summaries]
+        assert float(row["test_accuracy_mean"]) == pytest.approx(np.mean(accs))
+        assert float(row["test_accuracy_std"]) == pytest.approx(np.std(accs))
+        lat = [1e3 * s["per_train_sample"]["latency_s"] for s in summaries]
+        assert float(row["latency_ms_per_sample_mean"]) == pytest.approx(np.mean(lat))
+    # the labels stay with their owners, the model is the same: equal accuracy seed by seed
+    assert rows["rocknet"]["test_accuracy_mean"] == rows["private-labels"]["test_accuracy_mean"]
+    md = (out / "compare_seeds.md").read_text()
+    assert "| rocknet | 2 | 2 |" in md and "±" in md
+    assert (out / "compare_seeds.png").stat().st_size > 0 and (out / "compare.md").exists()
