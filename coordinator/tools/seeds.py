@@ -65,6 +65,7 @@ def positive_int(text: str) -> int:
 
 
 positive_int.expects = "an integer >= 1"  # type: ignore[attr-defined]  # how experiment files name it
+positive_int.toml_types = (int,)  # type: ignore[attr-defined]  # seeds = 3, not "3" or [3]
 
 
 def add_seed_flags(p: argparse.ArgumentParser) -> None:
