@@ -107,12 +107,14 @@ def test_paths_are_relative_to_the_file_and_events_may_be_inline(tmp_path: Path)
     assert [(e.at_round, e.command, e.args) for e in events] == [(5, "jam", {"nodes": [0]})]
 
 
-@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"),
+@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"), ("seeds", "run"),
                                             ("sweep", "sweep"), ("compare", "compare")])
 def test_the_examples_parse(name: str, command: str) -> None:
     path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.toml"
     a = parse_with_config(build_parser, [command, "--config", str(path)])
     assert a.dataset == "GunPoint"
+    if name == "seeds":
+        assert (a.seeds, a.backend) == (5, "inprocess")
     if name == "jamming":
         from coordinator.service.scenario import load_scenario
         assert [e.command for e in load_scenario(a.scenario)] == ["jam"]
