@@ -325,8 +325,11 @@ def _print_status(s: dict[str, Any]) -> None:
           f"protocol {s['protocol']}  round {s['round']}/{s['rounds']}  "
           f"virtual {s['virtual_time_s']:.1f} s  wall {s['wall_time_s']:.1f} s  "
           f"train acc {acc.get('train_accuracy')}  eval acc {acc.get('eval_accuracy')}")
+    hists = s.get("train_label_histograms") or []
     for n in s["nodes"]:
-        print(f"  {n['id']:>3} {n['name']:<20} {n['status']}")
+        labels = hists[n["id"]] if 0 <= n["id"] < len(hists) else None
+        print(f"  {n['id']:>3} {n['name']:<20} {n['status']:<7}"
+              + ("" if labels is None else f" labels {'/'.join(map(str, labels))}"))
     for f in s.get("faults", []):
         print(f"  fault: {f}")
 
