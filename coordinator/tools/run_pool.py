@@ -109,12 +109,14 @@ def _pdeathsig(sig: int) -> None:
         pass
 
 
-def _worker(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _worker(conn: Connection, parent_pid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """A worker's body: own process group, die with the parent, run, send the outcome."""
     for sig in StopSignals.SIGNALS:  # not the caller's handlers: the run installs its own
         signal.signal(sig, signal.SIG_DFL)
     os.setpgid(0, 0)
     _pdeathsig(signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the caller died before the death signal was armed
+        os._exit(1)
     try:
         outcome = _Outcome(fn(*args), None)
     except BaseException as exc:  # sent back and raised in the caller
@@ -166,7 +168,7 @@ class _Pool:
                and self._fits(self.tasks[self.next])):
             task = self.tasks[self.next]
             ours, theirs = self.ctx.Pipe(duplex=False)
-            proc = self.ctx.Process(target=_worker, args=(theirs, task.fn, task.args),
+            proc = self.ctx.Process(target=_worker, args=(theirs, os.getpid(), task.fn, task.args),
                                     name=f"rocknet-run-{task.label or self.next}")
             proc.start()
             theirs.close()  # the worker's end: EOF on ours once it exits

@@ -64,8 +64,8 @@ def test_pool_size_follows_the_cores_and_the_processes_of_a_run() -> None:
     assert concurrent_runs([1] * 2, jobs=8) == 2  # never more than there are runs
 
 
-def test_sigterm_stops_every_seed_run_and_leaves_no_process(tmp_path: Path) -> None:
-    out = tmp_path / "runs"
+def _two_running_seeds(out: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    """``rocknet run --seeds 2 --jobs 2`` of long process-backend runs, once both run."""
     cmd = [sys.executable, "-m", "coordinator.ui.cli", "run", "--dataset", "GunPoint", "--nodes", "2",
            "--epochs", "5000", "--num-features", "1000", "--seeds", "2", "--jobs", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -80,6 +80,20 @@ def test_sigterm_stops_every_seed_run_and_leaves_no_process(tmp_path: Path) -> N
     assert started == 2, "".join(log[-30:])
     tree = psutil.Process(proc.pid).children(recursive=True)
     assert len(tree) >= 2 + 2 * 2  # two workers, their zygotes and nodes
+    return proc, tree
+
+
+def test_a_killed_caller_takes_every_worker_and_node_with_it(tmp_path: Path) -> None:
+    proc, tree = _two_running_seeds(tmp_path / "runs")
+    proc.kill()  # SIGKILL: nothing of the caller runs any more
+    proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def test_sigterm_stops_every_seed_run_and_leaves_no_process(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    proc, tree = _two_running_seeds(out)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
