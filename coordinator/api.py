@@ -9,7 +9,8 @@
 The keyword arguments are :class:`~coordinator.service.run_setup.RunArgs` fields (dataset,
 nodes, epochs, protocol, loss, seed, split, mode, ...); ``backend`` is ``"inprocess"`` (every
 device in this process) or ``"processes"`` (one OS process per device, as ``rocknet run``).
-The run directory is written exactly as by ``rocknet run``.
+The run directory is written exactly as by ``rocknet run``. :func:`run_seeds` repeats one
+over seeds, in parallel, as ``rocknet run --seeds K`` does.
 """
 
 from __future__ import annotations
@@ -77,3 +78,25 @@ def run_experiment(backend: str = "inprocess", out: Path | str | None = None,
         packet_loss_ratio=float(s["packet_loss_ratio"]),
         label_histograms=[list(n["train_label_histogram"]) for n in s["per_node"]],
     )
+
+
+def run_seeds(seeds: int, jobs: int | None = None, backend: str = "inprocess",
+              out: Path | str | None = None, seed: int = 0, **kwargs: Any) -> list[ExperimentResult]:
+    """``run_experiment`` once per seed ``seed .. seed + seeds - 1`` into ``out/seed<S>``, in
+    parallel (:mod:`coordinator.tools.run_pool`: ``jobs`` at once, default as the cores allow);
+    the results in seed order, identical to running them one after the other."""
+    from coordinator.tools.run_pool import Task, processes_per_run, run_tasks
+    from coordinator.tools.seeds import seed_dir, seed_values
+
+    values = seed_values(seed, seeds)
+    default_nodes = next(f.default for f in dataclasses.fields(RunArgs) if f.name == "nodes")
+    nodes = int(kwargs.get("nodes", default_nodes))
+    base = Path(out) if out is not None else default_run_dir(str(kwargs.get("dataset", "GunPoint")), nodes)
+    tasks = [Task(_run_one, (backend, seed_dir(base, s), dict(kwargs, seed=s)),
+                  processes=processes_per_run(nodes, backend == "inprocess"), label=f"seed {s}")
+             for s in values]
+    return run_tasks(tasks, jobs=jobs)
+
+
+def _run_one(backend: str, out: Path, kwargs: dict[str, Any]) -> ExperimentResult:
+    return run_experiment(backend=backend, out=out, **kwargs)

@@ -1,4 +1,5 @@
-"""Repeat one GunPoint run over seeds and print mean ± std of the test accuracy.
+"""Repeat one GunPoint run over seeds (in parallel, as the cores allow) and print mean ± std
+of the test accuracy (``rocknet run --seeds K`` does the same from the command line).
 
     PYTHONPATH=. python examples/seed_sweep.py [OUT_DIR] [SEEDS] [EPOCHS]
 """
@@ -10,17 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from coordinator.api import run_experiment
+from coordinator.api import run_seeds
 
 
 def main(out: Path, seeds: int, epochs: int) -> None:
-    accs = []
-    for seed in range(seeds):
-        r = run_experiment(dataset="GunPoint", nodes=5, epochs=epochs, num_features=1000,
-                           seed=seed, split="iid", backend="inprocess", reference=False,
-                           out=out / f"seed{seed}")
-        accs.append(r.test_accuracy or 0.0)
-        print(f"seed {seed}: accuracy {accs[-1]:.4f}")
+    results = run_seeds(seeds, dataset="GunPoint", nodes=5, epochs=epochs, num_features=1000,
+                        split="iid", backend="inprocess", reference=False, out=out)  # out/seed<S>
+    accs = [r.test_accuracy or 0.0 for r in results]
+    for seed, acc in enumerate(accs):
+        print(f"seed {seed}: accuracy {acc:.4f}")
     print(f"accuracy over {seeds} seeds: {np.mean(accs):.4f} ± {np.std(accs):.4f}")
 
 

@@ -16,6 +16,7 @@ from coordinator.engine.medium import Air
 from coordinator.engine.setup import RunSetup
 from coordinator.service.scenario import INJECT_COMMANDS, ScenarioEvent
 from protocol.air.loss import LossError
+from protocol.stream.placement import label_histograms
 from protocol.wire.frames import Control, ControlReply
 
 COMMANDS = INJECT_COMMANDS + ("status", "pause", "resume", "stop")
@@ -50,6 +51,7 @@ class ControlHandler:
     def __init__(self, coordinator: ControlTarget, scenario: list[ScenarioEvent] | None = None) -> None:
         self.coordinator = coordinator
         self.pending = list(scenario or [])
+        self._histograms: list[list[int]] | None = None  # status: train_label_histograms
         self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "link-down": self._link_down,
             "link-up": self._link_up,
@@ -61,6 +63,13 @@ class ControlHandler:
             "clear": self._clear,
         }
 
+    def _label_histograms(self) -> list[list[int]]:
+        """Per device, its training samples of each class (fixed at setup; computed once)."""
+        if self._histograms is None:
+            setup = self.coordinator.setup
+            self._histograms = label_histograms(setup.y_train, setup.config.n_devices, setup.config.n_classes)
+        return self._histograms
+
     @property
     def loss(self) -> Any:
         return self.coordinator.setup.loss
@@ -70,7 +79,8 @@ class ControlHandler:
         c = self.coordinator
         effective = c.air.next_round
         if msg.command == "status":
-            return ControlReply(ok=True, message="status", effective_round=effective, data=c.status())
+            data = dict(c.status(), train_label_histograms=self._label_histograms())
+            return ControlReply(ok=True, message="status", effective_round=effective, data=data)
         if msg.command == "pause":
             c.pause()
             return ControlReply(ok=True, message="paused", effective_round=effective, data={})

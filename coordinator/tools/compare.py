@@ -15,7 +15,11 @@ accuracy): bytes on air, rounds, slots, latency and energy are the training shar
 (:mod:`coordinator.engine.traffic`) divided by the training samples of the run.
 
 Writes ``compare.csv``, ``compare.md``, ``compare.json`` and ``compare.png`` to ``--out``
-(default ``runs/compare-<dataset>-<N>n-<time>``), each mode's run directory below it.
+(default ``runs/compare-<dataset>-<N>n-<time>``), each mode's run directory below it. With
+``--seeds K`` every mode runs with seeds ``SEED..SEED+K-1`` (``OUT/<mode>/seed<S>``; the
+tables above keep seed SEED's runs) and ``compare_seeds.{md,csv,png}`` give every column's
+mean ± std per mode (:mod:`coordinator.tools.compare_seeds`). The runs go to the worker pool
+(:mod:`coordinator.tools.run_pool`, ``--jobs``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
+from coordinator.tools.compare_seeds import aggregate_modes, write_seed_outputs
+from coordinator.tools.run_pool import Task, processes_per_run, run_tasks
+from coordinator.tools.seeds import add_seed_flags, seed_dir, seed_values
 
 log = logging.getLogger("rocknet.compare")
 
@@ -77,6 +85,9 @@ class CompareOptions:
     modes: tuple[str, ...] = MODES
     out_dir: Path = Path("runs/compare")
     deadline_s: float = 60.0
+    seeds: int = 1  # repetitions: seeds seed .. seed + seeds - 1, OUT/<mode>/seed<S>
+    jobs: int | None = None  # runs at once (None: as many as the cores hold)
+    in_process: bool = False  # every device in the run's process (same model bit for bit)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -107,6 +118,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default runs/compare-<dataset>-<N>n-<time>)")
     p.add_argument("--quiet", action="store_true", help="warnings only (no per-run log lines)")
+    p.add_argument("--backend", choices=("processes", "inprocess"), default="processes",
+                   help="processes: one OS process per device (default); inprocess: faster, same model")
+    add_seed_flags(p)  # --seeds K: OUT/<mode>/seed<S>, compare_seeds.md/csv/png (mean ± std); --jobs J
     return p
 
 
@@ -114,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
     """``rocknet compare``: run, tabulate, plot; 0 if every mode finished."""
     from coordinator.service.results import default_run_dir
     from coordinator.service.run_setup import SetupError
+    from coordinator.service.signals import RunInterrupted
 
     modes = tuple(m.strip() for m in str(args.modes).split(",") if m.strip())
     unknown = [m for m in modes if m not in MODES]
@@ -126,50 +141,86 @@ def main(args: argparse.Namespace) -> int:
         dataset=args.dataset, nodes=args.nodes, epochs=args.epochs, num_features=args.num_features,
         batch_size=args.batch_size, protocol=args.protocol, loss=args.loss, seed=args.seed,
         optimizer=args.optimizer, data_dir=args.data_dir, ram_budget_bytes=args.ram_budget,
-        modes=modes, out_dir=out, deadline_s=args.deadline,
+        modes=modes, out_dir=out, deadline_s=args.deadline, seeds=args.seeds, jobs=args.jobs,
+        in_process=args.backend == "inprocess",
     )
     try:
         rows = run_comparison(options)
     except SetupError as exc:
         print(f"rocknet: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"rocknet: {exc}; runs under {out}", file=sys.stderr)
+        return 130
     print(markdown_table(rows))
+    if options.seeds > 1:
+        print("\n" + (out / "compare_seeds.md").read_text())
     print(f"\ncomparison written to {out}/compare.{{csv,md,json,png}}")
     return 0 if all(r.get("phase") == "finished" for r in rows) else 1
 
 
+def run_mode(args: Any, launch: Any) -> dict[str, Any]:
+    """One mode's run (a pool task): its summary, or ``phase: failed`` if a node refused it."""
+    from coordinator.service.launch import run_testbed
+    from coordinator.service.server import RunAborted
+
+    try:
+        return run_testbed(args, launch)
+    except RunAborted as exc:
+        return {"phase": "failed", "error": str(exc)}
+
+
+def mode_dir(options: CompareOptions, mode: str, seed: int) -> Path:
+    """``OUT/<mode>`` (one seed) or ``OUT/<mode>/seed<S>`` (``--seeds K``)."""
+    base = Path(options.out_dir) / mode
+    return base if options.seeds == 1 else seed_dir(base, seed)
+
+
 def run_comparison(options: CompareOptions) -> list[dict[str, Any]]:
-    """Run every mode of ``options`` (real node processes) and write the table and plot."""
-    from coordinator.service.launch import LaunchOptions, run_testbed
+    """Run every mode (and seed) of ``options`` in the worker pool; write the tables and plots.
+
+    Returns the table rows of seed ``options.seed``'s runs, one per mode; with ``seeds > 1``
+    ``compare_seeds.{md,csv,png}`` hold every column's mean ± std per mode.
+    """
+    from coordinator.service.launch import LaunchOptions
     from coordinator.service.run_setup import RunArgs
-    from coordinator.service.server import CoordinatorOptions, RunAborted
+    from coordinator.service.server import CoordinatorOptions
 
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summaries: dict[str, dict[str, Any]] = {}
+    seeds = seed_values(options.seed, options.seeds)
+    tasks, keys = [], []
     for mode in options.modes:
         lifted = mode == "data-parallel" and options.ram_budget_bytes < LIFTED_RAM_BUDGET_BYTES
-        args = RunArgs(
-            dataset=options.dataset, nodes=options.nodes, epochs=options.epochs,
-            protocol=options.protocol, loss=options.loss, seed=options.seed,
-            data_dir=options.data_dir, batch_size=options.batch_size, optimizer=options.optimizer,
-            num_features=options.num_features, mode=mode,
-            ram_budget_bytes=LIFTED_RAM_BUDGET_BYTES if lifted else options.ram_budget_bytes,
-        )
-        launch = LaunchOptions(
-            out_dir=out / mode,
-            coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0,
-                                           deadline_s=options.deadline_s),
-            progress=False, reference=False,
-        )
-        log.info("compare: running %s on %s with %d nodes", mode, options.dataset, options.nodes)
-        try:
-            summaries[mode] = run_testbed(args, launch)
-        except RunAborted as exc:
-            summaries[mode] = {"phase": "failed", "error": str(exc)}
-        summaries[mode]["ram_budget_lifted"] = lifted
+        for seed in seeds:
+            args = RunArgs(
+                dataset=options.dataset, nodes=options.nodes, epochs=options.epochs,
+                protocol=options.protocol, loss=options.loss, seed=seed,
+                data_dir=options.data_dir, batch_size=options.batch_size, optimizer=options.optimizer,
+                num_features=options.num_features, mode=mode,
+                ram_budget_bytes=LIFTED_RAM_BUDGET_BYTES if lifted else options.ram_budget_bytes,
+            )
+            launch = LaunchOptions(
+                out_dir=mode_dir(options, mode, seed),
+                coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0,
+                                               deadline_s=options.deadline_s, in_process=options.in_process),
+                progress=False, reference=False,
+            )
+            tasks.append(Task(run_mode, (args, launch), label=f"{mode} seed {seed}",
+                              processes=processes_per_run(options.nodes, options.in_process)))
+            keys.append((mode, seed, lifted))
+    log.info("compare: %d run(s) of %s with %d nodes", len(tasks), options.dataset, options.nodes)
+    results = run_tasks(tasks, jobs=options.jobs)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in options.modes}
+    for (mode, _seed, lifted), summary in zip(keys, results):
+        summary["ram_budget_lifted"] = lifted
+        runs[mode].append(summary)
+    summaries = {mode: runs[mode][0] for mode in options.modes}
     rows = [table_row(mode, summaries[mode], options.ram_budget_bytes) for mode in options.modes]
     write_outputs(rows, summaries, options, out)
+    if options.seeds > 1:
+        per_mode = {m: [table_row(m, s, options.ram_budget_bytes) for s in runs[m]] for m in options.modes}
+        write_seed_outputs(aggregate_modes(per_mode), options, out)
     return rows
 
 

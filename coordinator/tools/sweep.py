@@ -34,14 +34,18 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from coordinator.tools.nn_baseline_runner import nn_baseline_for_dataset
 from coordinator.tools.run_dir import read_run
-from coordinator.tools.sweep_seeds import aggregate, plot_error_bars, write_tables
+from coordinator.tools.run_pool import Task, concurrent_runs, processes_per_run, run_tasks
+from coordinator.tools.seeds import add_seed_flags, seed_dir, seed_values
+from coordinator.tools.sweep_datasets import parse_datasets, resolve_datasets
+from coordinator.tools.sweep_datasets import write_outputs as write_datasets
+from coordinator.tools.sweep_seeds import SeedRow, aggregate, plot_error_bars, write_tables
 from coordinator.tools.sweep_outputs import (
     baseline_line,
     fmt_ms,
@@ -70,33 +74,63 @@ log = logging.getLogger("rocknet.sweep")
 class SweepResult:
     """What :func:`run_sweep` measured and wrote."""
 
-    rows: tuple[SweepPoint, ...]  # one per N, in increasing N
+    rows: tuple[SweepPoint, ...]  # one per N, in increasing N (seed SEED's run)
     baseline: dict[str, Any] | None  # the NN baseline's result (``baseline.json``), if trained
     files: tuple[Path, ...]  # every file written under the sweep's folder
+    seed_rows: tuple[SeedRow, ...] = ()  # one per N: every measure over the seeds (K = 1 too)
 
 
-def run_sweep(opts: SweepOptions, echo: Callable[[str], None] | None = None) -> SweepResult:
-    """Run every N, write the table and the plots (``echo``: progress lines)."""
+def point_dir(opts: SweepOptions, n: int, seed: int) -> Path:
+    """``runs/N<NN>`` (one seed) or ``runs/N<NN>/seed<S>`` (``--seeds K``)."""
+    base = Path(opts.out_dir) / "runs" / f"N{n:02d}"
+    return base if opts.seeds == 1 else seed_dir(base, seed)
+
+
+def sweep_tasks(opts: SweepOptions) -> list[Task[SweepPoint]]:
+    """One pool task per N and seed, in increasing N then seed."""
+    return [Task(run_point, (replace(opts, seed=s), n, point_dir(opts, n, s)),
+                 processes=processes_per_run(n, opts.in_process), label=f"{opts.dataset} N={n} seed {s}")
+            for n in sorted(opts.nodes) for s in seed_values(opts.seed, opts.seeds)]
+
+
+def run_sweeps(sweeps: Sequence[SweepOptions], jobs: int | None = None,
+               echo: Callable[[str], None] | None = None) -> list[SweepResult]:
+    """Every run of every sweep in one pool (:mod:`coordinator.tools.run_pool`), then each
+    sweep's tables and plots; ``jobs``: runs at once (None: as the cores allow)."""
+    per_sweep = [sweep_tasks(o) for o in sweeps]
+    tasks = [t for ts in per_sweep for t in ts]
+
+    def done(i: int, p: SweepPoint) -> None:
+        if echo:
+            echo(f"{tasks[i].label}: RAM {p.ram_kib:.1f} KiB{'' if p.fits else ' (does not fit)'}, "
+                 f"round {fmt_ms(p.train_round_latency_s)} ms, "
+                 f"energy/sample {fmt_number(p.energy_per_train_sample_mj, 3)} mJ, "
+                 f"accuracy {fmt_number(p.test_accuracy, 4)}")
+
+    if echo:
+        echo(f"{len(tasks)} run(s), up to {concurrent_runs([t.processes for t in tasks], jobs)} at once ...")
+    points = run_tasks(tasks, jobs=jobs, on_done=done)
+    results, k = [], 0
+    for opts, ts in zip(sweeps, per_sweep):
+        mine, k = points[k:k + len(ts)], k + len(ts)
+        by_n = [list(mine[i:i + opts.seeds]) for i in range(0, len(mine), opts.seeds)]
+        results.append(write_sweep(opts, by_n, echo))
+    return results
+
+
+def run_sweep(opts: SweepOptions, echo: Callable[[str], None] | None = None,
+              jobs: int | None = None) -> SweepResult:
+    """Run every N (and seed), write the table and the plots (``echo``: progress lines)."""
+    return run_sweeps([opts], jobs, echo)[0]
+
+
+def write_sweep(opts: SweepOptions, by_n: Sequence[Sequence[SweepPoint]],
+                echo: Callable[[str], None] | None = None) -> SweepResult:
+    """The sweep's files from its points (``by_n``: per N, in increasing N, one per seed)."""
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    seed_rows = []
-    for n in sorted(opts.nodes):
-        if echo:
-            echo(f"N={n}: running {n} node process(es) on {opts.dataset} ...")
-        if opts.seeds == 1:
-            row = run_point(opts, n, out / "runs" / f"N{n:02d}")
-        else:  # seed S + k into runs/NXX/seedK; the main table keeps seed S's run
-            repeats = [run_point(replace(opts, seed=opts.seed + k), n,
-                                 out / "runs" / f"N{n:02d}" / f"seed{k}") for k in range(opts.seeds)]
-            seed_rows.append(aggregate(repeats))
-            row = repeats[0]
-        rows.append(row)
-        if echo:
-            echo(f"N={n}: RAM {row.ram_kib:.1f} KiB{'' if row.fits else ' (does not fit)'}, "
-                 f"round {fmt_ms(row.train_round_latency_s)} ms, "
-                 f"energy/sample {fmt_number(row.energy_per_train_sample_mj, 3)} mJ, "
-                 f"accuracy {fmt_number(row.test_accuracy, 4)}")
+    rows = [repeats[0] for repeats in by_n]  # the main table keeps seed SEED's run
+    seed_rows = [aggregate(repeats) for repeats in by_n]
     baseline = None
     if opts.baseline:
         if echo:
@@ -108,11 +142,11 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] | None = None) -> 
     pngs = plot_sweep(rows, out, baseline)
     files.append(write_markdown(rows, out / "sweep.md", pngs, baseline, opts))
     files += pngs
-    if seed_rows:
+    if opts.seeds > 1:
         files += write_tables(seed_rows, out) + plot_error_bars(seed_rows, out)
     (out / "sweep.json").write_text(json.dumps(
         {"options": _plain_options(opts), "rows": [r.as_dict() for r in rows]}, indent=2))
-    return SweepResult(tuple(rows), baseline, tuple(files))
+    return SweepResult(tuple(rows), baseline, tuple(files), tuple(seed_rows))
 
 
 def _plain_options(opts: SweepOptions) -> dict[str, Any]:
@@ -139,7 +173,10 @@ def add_parser(subparsers: Any) -> None:
     """Add ``sweep`` to the ``rocknet`` command's subparsers."""
     p = subparsers.add_parser("sweep", help="run the testbed for several N: RAM, latency, energy, accuracy vs N",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="GunPoint", help="UCR dataset (default %(default)s)")
+    p.add_argument("--dataset", default=None, help="UCR dataset (default GunPoint)")
+    p.add_argument("--datasets", type=parse_datasets, default=None,
+                   help="comma list of datasets, or all (every bundled one): one sweep each in "
+                        "OUT/<dataset>/, datasets.md/csv and a plot per measure across them")
     p.add_argument("--data-dir", type=Path, default=None, help="UCR 2018 archive root")
     p.add_argument("--nodes", type=parse_nodes, default=DEFAULT_NODES,
                    help="comma list of N (default 1,2,5,10,15,20)")
@@ -156,42 +193,58 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished runs under OUT/runs made with the same arguments")
     p.add_argument("--out", type=Path, default=None, help="output folder (default sweeps/<dataset>)")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="repetitions per N with seeds SEED..SEED+K-1: sweep_seeds.md/csv, mean ± std")
     p.add_argument("--backend", choices=("processes", "inprocess"), default="processes",
                    help="processes: one OS process per device (default); inprocess: faster, same model")
+    add_seed_flags(p)  # --seeds K: runs/NXX/seed<S>, sweep_seeds.md/csv; --jobs J
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``rocknet sweep``; 0 on success, 2 for a bad argument, 3 when a run failed."""
     from coordinator.service.run_setup import SetupError
     from coordinator.service.server import RunAborted
+    from coordinator.service.signals import RunInterrupted
 
     logging.getLogger("rocknet").setLevel(logging.WARNING)
+    echo = lambda s: print(s, flush=True)  # noqa: E731
     try:
-        opts = SweepOptions(
-            dataset=args.dataset, out_dir=args.out or Path("sweeps") / args.dataset, nodes=tuple(args.nodes),
-            epochs=args.epochs, optimizer=args.optimizer, num_features=args.num_features,
-            protocol=args.protocol, seed=args.seed, data_dir=args.data_dir, ram_budget_bytes=args.ram_budget,
-            reference=args.reference, baseline=not args.no_baseline, nn_epochs=args.nn_epochs, reuse=args.reuse,
-            seeds=args.seeds, in_process=args.backend == "inprocess",
-        )
-        result = run_sweep(opts, echo=lambda s: print(s, flush=True))
+        if args.dataset is not None and args.datasets is not None:
+            raise ValueError("give --dataset D or --datasets A,B,C, not both")
+        names = resolve_datasets(args.datasets, args.data_dir) if args.datasets else None
+        base = args.out or Path("sweeps") / (args.dataset or "GunPoint" if names is None else "datasets")
+        sweeps = [_options(args, d, base / d if names else base) for d in (names or [args.dataset or "GunPoint"])]
+        results = run_sweeps(sweeps, jobs=args.jobs, echo=echo)
     except (ValueError, SetupError) as exc:
         print(f"rocknet sweep: {exc}", file=sys.stderr)
         return 2
     except RunAborted as exc:
         print(f"rocknet sweep: a run was aborted: {exc}", file=sys.stderr)
         return 3
-    print()
-    print(markdown_table(result.rows))
-    seeds_md = Path(opts.out_dir) / "sweep_seeds.md"
-    if opts.seeds > 1 and seeds_md.exists():
-        print("\n" + seeds_md.read_text())
-    if result.baseline is not None:
-        print(baseline_line(result.baseline))
-    print(f"\nwritten: {', '.join(str(f) for f in result.files)}")
-    return 0 if all(r.phase == "finished" for r in result.rows) else 3
+    except RunInterrupted as exc:
+        print(f"rocknet sweep: {exc}; runs under {base}", file=sys.stderr)
+        return 130
+    for opts, result in zip(sweeps, results):
+        print(f"\n{opts.dataset}:\n" + markdown_table(result.rows))
+        seeds_md = Path(opts.out_dir) / "sweep_seeds.md"
+        if opts.seeds > 1 and seeds_md.exists():
+            print("\n" + seeds_md.read_text())
+        if result.baseline is not None:
+            print(baseline_line(result.baseline))
+        print(f"\nwritten: {', '.join(str(f) for f in result.files)}")
+    if names:
+        files = write_datasets({o.dataset: r.seed_rows for o, r in zip(sweeps, results)}, base)
+        print("\n" + (base / "datasets.md").read_text())
+        print(f"written: {', '.join(str(f) for f in files)}")
+    return 0 if all(r.phase == "finished" for res in results for r in res.rows) else 3
+
+
+def _options(args: argparse.Namespace, dataset: str, out: Path) -> SweepOptions:
+    return SweepOptions(
+        dataset=dataset, out_dir=out, nodes=tuple(args.nodes),
+        epochs=args.epochs, optimizer=args.optimizer, num_features=args.num_features,
+        protocol=args.protocol, seed=args.seed, data_dir=args.data_dir, ram_budget_bytes=args.ram_budget,
+        reference=args.reference, baseline=not args.no_baseline, nn_epochs=args.nn_epochs, reuse=args.reuse,
+        seeds=args.seeds, in_process=args.backend == "inprocess",
+    )
 
 
 def _standalone(argv: list[str] | None = None) -> int:

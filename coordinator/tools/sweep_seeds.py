@@ -1,7 +1,7 @@
 """Repetitions over seeds (``rocknet sweep --seeds K``): mean and std per N of each measure.
 
-Seed ``k`` of a sweep started with ``--seed S`` runs with seed ``S + k`` (the epoch shuffles,
-the model's random parts and any random data placement all follow it). The table
+Seed ``k`` of a sweep started with ``--seed S`` runs with seed ``S + k`` into
+``runs/N<NN>/seed<S+k>`` (:mod:`coordinator.tools.seeds`, as ``run`` and ``compare`` do). The table
 ``sweep_seeds.md`` / ``sweep_seeds.csv`` has one row per N with ``mean`` and ``std`` (the
 population standard deviation over the K seeds, ``ddof=0``) of every measure below.
 """
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
+from coordinator.tools.seeds import SeedStat, cell, stat
 from coordinator.tools.sweep_point import SweepPoint
+
+__all__ = ["MEASURES", "SeedRow", "SeedStat", "aggregate", "markdown", "plot_error_bars", "stat",
+           "write_tables"]
 
 #: (SweepPoint field, table header, unit) of the measures aggregated over seeds.
 MEASURES = (
@@ -29,28 +31,12 @@ MEASURES = (
 
 
 @dataclass(frozen=True)
-class SeedStat:
-    """One measure over the seeds of one N (None where no seed has a value)."""
-
-    mean: float | None
-    std: float | None
-    n: int  # seeds that had a value
-
-
-@dataclass(frozen=True)
 class SeedRow:
     """One N of the seeds table: every measure of :data:`MEASURES` over its seeds."""
 
     nodes: int
     seeds: int
     stats: dict[str, SeedStat]
-
-
-def stat(values: Sequence[float | None]) -> SeedStat:
-    got = np.array([v for v in values if v is not None], dtype=np.float64)
-    if got.size == 0:
-        return SeedStat(None, None, 0)
-    return SeedStat(float(got.mean()), float(got.std()), int(got.size))
 
 
 def aggregate(points: Sequence[SweepPoint]) -> SeedRow:
@@ -61,18 +47,12 @@ def aggregate(points: Sequence[SweepPoint]) -> SeedRow:
                    {name: stat([getattr(p, name) for p in points]) for name, _, _ in MEASURES})
 
 
-def _cell(s: SeedStat) -> str:
-    if s.mean is None or s.std is None:
-        return "–"
-    return f"{s.mean:.4g} ± {s.std:.2g}"
-
-
 def markdown(rows: Sequence[SeedRow]) -> str:
     heads = [f"{h} ({u})" if u else h for _, h, u in MEASURES]
     lines = ["| N | seeds | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 2)]
     for r in rows:
         lines.append(f"| {r.nodes} | {r.seeds} | "
-                     + " | ".join(_cell(r.stats[name]) for name, _, _ in MEASURES) + " |")
+                     + " | ".join(cell(r.stats[name]) for name, _, _ in MEASURES) + " |")
     return "\n".join(lines)
 
 

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("processes", "inprocess"), default=_env("backend", "processes"),
                      help="processes: one OS process per device (default); inprocess: every "
                           "device inside this process, no sockets (same model bit for bit, faster)")
+    from coordinator.tools.seeds import add_seed_flags
+
+    add_seed_flags(run)  # rocknet run --seeds K [--jobs J]: OUT/seed<S>/ each, OUT/seeds.md
     coord = sub.add_parser("coordinator", help="run the coordinator alone (nodes connect to it)")
     _add_run_flags(coord)
     sub.add_parser("node", help="run one device process (see rocknet node --help)", add_help=False)
@@ -220,6 +223,8 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
         mem_limit_mb=getattr(a, "mem_limit_mb", 1024), reference=not a.no_reference,
         progress=not a.quiet, scenario=scenario,
     )
+    if getattr(a, "seeds", 1) > 1:
+        return _cmd_run_seeds(a, launch)
     try:
         summary = run_testbed(_run_args(a), launch)
     except SetupError as exc:
@@ -243,6 +248,30 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
         print_summary_table(summary)
     print(f"run directory: {out}")
     return 0 if summary.get("phase") == "finished" else 1
+
+
+def _cmd_run_seeds(a: argparse.Namespace, launch: Any) -> int:
+    """``rocknet run --seeds K``: K runs in the pool (coordinator/tools/run_seeds.py)."""
+    from coordinator.engine.state import RunAborted
+    from coordinator.service.run_setup import SetupError
+    from coordinator.service.signals import RunInterrupted
+    from coordinator.tools.run_seeds import markdown, run_seeds
+
+    try:
+        result = run_seeds(_run_args(a), launch, a.seeds, jobs=a.jobs,
+                           echo=None if a.quiet else (lambda line: print(line, flush=True)))
+    except SetupError as exc:
+        print(f"rocknet: {exc}", file=sys.stderr)
+        return 2
+    except RunAborted as exc:
+        print(f"rocknet: run aborted: {exc}", file=sys.stderr)
+        return 3
+    except RunInterrupted as exc:
+        print(f"rocknet: {exc}; run directories under {launch.out_dir}", file=sys.stderr)
+        return 130
+    print(markdown(result.runs, result.stats))
+    print(f"run directories: {launch.out_dir}/seed<S>; aggregate: {launch.out_dir}/seeds.md")
+    return 0 if all(r.finished for r in result.runs) else 1
 
 
 def _cmd_control(a: argparse.Namespace) -> int:
@@ -296,8 +325,11 @@ def _print_status(s: dict[str, Any]) -> None:
           f"protocol {s['protocol']}  round {s['round']}/{s['rounds']}  "
           f"virtual {s['virtual_time_s']:.1f} s  wall {s['wall_time_s']:.1f} s  "
           f"train acc {acc.get('train_accuracy')}  eval acc {acc.get('eval_accuracy')}")
+    hists = s.get("train_label_histograms") or []
     for n in s["nodes"]:
-        print(f"  {n['id']:>3} {n['name']:<20} {n['status']}")
+        labels = hists[n["id"]] if 0 <= n["id"] < len(hists) else None
+        print(f"  {n['id']:>3} {n['name']:<20} {n['status']:<7}"
+              + ("" if labels is None else f" labels {'/'.join(map(str, labels))}"))
     for f in s.get("faults", []):
         print(f"  fault: {f}")
 

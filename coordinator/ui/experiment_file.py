@@ -6,7 +6,10 @@ underscores: ``num_features`` or ``num-features``). The file's values become the
 defaults, so flags given on the command line override the file. The keys are taken from the
 argparse parser itself, so flags added later are covered without touching this module.
 An unknown key or a value of the wrong type is an error that names the key and what it
-accepts.
+accepts (an argparse type may say it in words with an ``expects`` attribute and restrict the
+TOML types it takes with ``toml_types``, as ``seeds`` and ``datasets`` do). ``seeds = K``
+(run, compare, sweep: repetitions with seeds SEED..SEED+K-1) and ``datasets = ["A", "B"]``
+or ``datasets = "all"`` (sweep) are keys like any other.
 
 Paths in the file (``topology``, ``scenario``, ``out``, ...) are relative to the file's
 folder. A scenario's events may be given inline as ``[[event]]`` tables, in the scenario
@@ -54,15 +57,34 @@ def _flag_actions(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return out
 
 
+#: How an error names what a flag of this argparse type takes.
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", Path: "a path"}
+
+
+def _expects(converter: Any) -> str:
+    """What a flag of type ``converter`` takes, in words (a type may set ``expects``)."""
+    words = getattr(converter, "expects", None) or _TYPE_WORDS.get(converter)
+    return str(words or f"a {getattr(converter, '__name__', 'value')}")
+
+
 def _convert(key: str, value: Any, action: argparse.Action) -> Any:
     """The file's ``value`` as the flag would have parsed it; a clear error if it cannot."""
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
             raise ExperimentFileError(f"{key} = {value!r}: must be true or false")
         return value
+    converter = action.type if callable(action.type) else str
+    expects = _expects(converter)
     if isinstance(value, (dict,)):
-        raise ExperimentFileError(f"{key}: a table is not a value for --{key.replace('_', '-')}")
+        raise ExperimentFileError(f"{key}: a table is not a value for --{key.replace('_', '-')}; "
+                                  f"it takes {expects}")
+    toml_types = getattr(converter, "toml_types", None)
+    if toml_types is not None and not isinstance(value, toml_types):
+        raise ExperimentFileError(f"{key} = {value!r}: must be {expects}")
     if isinstance(value, list):
+        bad = [v for v in value if isinstance(v, (list, dict, bool))]
+        if bad:
+            raise ExperimentFileError(f"{key} = {value!r}: must be {expects} (got {bad[0]!r} in the list)")
         if action.nargs in (None, "?"):
             value = ",".join(str(v) for v in value)  # a list for a comma-list flag
         else:
@@ -70,12 +92,10 @@ def _convert(key: str, value: Any, action: argparse.Action) -> Any:
     if isinstance(value, bool) and action.type in (int, float):
         raise ExperimentFileError(f"{key} = {value!r}: must be a number")
     text = value if isinstance(value, str) else str(value)
-    converter = action.type if callable(action.type) else str
     try:
         out = converter(text)
     except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
-        name = getattr(converter, "__name__", "value")
-        raise ExperimentFileError(f"{key} = {value!r}: must be a {name} ({exc})") from None
+        raise ExperimentFileError(f"{key} = {value!r}: must be {expects} ({exc})") from None
     if action.choices is not None and out not in action.choices:
         raise ExperimentFileError(
             f"{key} = {value!r}: must be one of {', '.join(map(str, action.choices))}")

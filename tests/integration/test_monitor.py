@@ -297,6 +297,30 @@ class TestDashboard:
         assert "waiting" in text and "no topology" in text and "no events yet" in text
 
 
+class TestLabelHistograms:
+    def test_compact_text_counts_then_blocks(self) -> None:
+        from coordinator.ui.monitor.text import label_histogram_text
+
+        assert label_histogram_text([3, 0, 7], 6) == "3/0/7"
+        assert label_histogram_text([10, 0], 6) == "10/0"
+        assert label_histogram_text(None, 6) == "–"
+        # 6 classes whose counts do not fit: one block per class, largest class full
+        assert label_histogram_text([12, 0, 6, 3, 12, 1], 6) == "█·▄▂█▁"
+        assert label_histogram_text(list(range(1, 11)), 6) == "▁▂▃▄▄…"  # 10 classes in 6 cells: (8c - 1) // 10
+
+    def test_each_node_row_shows_its_histogram(self) -> None:
+        snap, recs = synthetic_run(20, 3)
+        hists = [[d % 3, 10 - d % 3] for d in range(20)]
+        state = folded(dict(snap, train_label_histograms=hists), recs)
+        assert state.nodes[4].label_histogram == (1, 9)
+        text = text_of(state)
+        assert "labels" in text
+        for d in range(20):
+            assert re.search(rf"\b{d}\s+node-{d:02d}\s+up\s.*\s{d % 3}/{10 - d % 3}\b", text), d
+        lines = text.rstrip("\n").split("\n")
+        assert max(len(line) for line in lines) <= 160
+
+
 # --- real sockets: a Coordinator with a driver thread ---------------------------------------
 
 def free_port() -> int:
@@ -376,6 +400,24 @@ class TestAttach:
         assert len(rounds) == 25
         assert rounds == list(range(lines[0]["round"] + 1, lines[0]["round"] + 26))
         assert all({"type", "round"} <= line.keys() for line in lines)
+
+    def test_status_carries_every_device_label_histogram_to_the_node_table(self, driver: Driver) -> None:
+        from coordinator.ui.feed_client import Endpoints
+        from coordinator.ui.monitor import Follower
+        from protocol.stream.placement import label_histograms
+
+        setup = driver.coord.setup
+        want = label_histograms(setup.y_train, 4, setup.config.n_classes)
+        assert sum(map(sum, want)) == 50  # GunPoint's training set, over the 4 devices
+        follower = Follower(Endpoints(driver.coord.endpoints.control, driver.coord.endpoints.feed))
+        try:
+            follower.attach(wait_s=10)
+            assert [list(follower.state.nodes[d].label_histogram or ()) for d in range(4)] == want
+            text = text_of(follower.state)
+            for d in range(4):
+                assert "/".join(map(str, want[d])) in text
+        finally:
+            follower.close()
 
     def test_injected_fault_reaches_the_feed_and_the_state(self, driver: Driver) -> None:
         from coordinator.ui.feed_client import Endpoints

@@ -45,7 +45,11 @@ def test_values_become_the_flags_types(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, says", [
     ("nodez = 5\n", "unknown key 'nodez'; allowed keys:"),
-    ('nodes = "five"\n', "nodes = 'five': must be a int"),
+    ('nodes = "five"\n', "nodes = 'five': must be an integer"),
+    ("seeds = 0\n", "seeds = 0: must be an integer >= 1"),
+    ("seeds = 2.5\n", "seeds = 2.5: must be an integer >= 1"),
+    ('seeds = "many"\n', "seeds = 'many': must be an integer >= 1"),
+    ("jobs = [2]\n", "jobs = [2]: must be an integer >= 1"),
     ('protocol = "wifi"\n', "must be one of mixer, mixer-coordinated, glossy"),
     ("lockstep = 1\n", "lockstep = 1: must be true or false"),
     ("epochs = true\n", "must be a number"),
@@ -57,6 +61,32 @@ def test_bad_files_are_clear_errors(tmp_path: Path, text: str, says: str,
     with pytest.raises(SystemExit):
         parse_with_config(build_parser, ["run", "--config", str(exp)])
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, says", [
+    ("datasets = 3\n", 'datasets = 3: must be a list of dataset names, or "all"'),
+    ("datasets = true\n", 'datasets = True: must be a list of dataset names, or "all"'),
+    ('datasets = ["A", ["B"]]\n', "got ['B'] in the list"),
+    ("seeds = -1\n", "seeds = -1: must be an integer >= 1"),
+])
+def test_bad_sweep_files_are_clear_errors(tmp_path: Path, text: str, says: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write(tmp_path, text)
+    with pytest.raises(SystemExit):
+        parse_with_config(build_parser, ["sweep", "--config", str(exp)])
+    assert says in capsys.readouterr().err
+
+
+def test_seeds_and_datasets_keys(tmp_path: Path) -> None:
+    exp = write(tmp_path, 'seeds = 3\njobs = 2\ndatasets = ["UnitTest", "ItalyPowerDemand"]\n')
+    a = parse_with_config(build_parser, ["sweep", "--config", str(exp)])
+    assert (a.seeds, a.jobs, a.datasets) == (3, 2, ("UnitTest", "ItalyPowerDemand"))
+    assert parse_with_config(build_parser, ["sweep", "--config", str(exp), "--seeds", "5"]).seeds == 5
+    assert parse_with_config(build_parser, ["sweep", "--config",
+                                            str(write(tmp_path, 'datasets = "all"\n'))]).datasets == ("all",)
+    for command in ("run", "compare"):
+        assert parse_with_config(build_parser, [command, "--config",
+                                                str(write(tmp_path, "seeds = 4\n"))]).seeds == 4
 
 
 def test_sweep_and_compare_take_a_file_too(tmp_path: Path) -> None:
@@ -77,12 +107,14 @@ def test_paths_are_relative_to_the_file_and_events_may_be_inline(tmp_path: Path)
     assert [(e.at_round, e.command, e.args) for e in events] == [(5, "jam", {"nodes": [0]})]
 
 
-@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"),
+@pytest.mark.parametrize("name, command", [("run", "run"), ("jamming", "run"), ("seeds", "run"),
                                             ("sweep", "sweep"), ("compare", "compare")])
 def test_the_examples_parse(name: str, command: str) -> None:
     path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.toml"
     a = parse_with_config(build_parser, [command, "--config", str(path)])
     assert a.dataset == "GunPoint"
+    if name == "seeds":
+        assert (a.seeds, a.backend) == (5, "inprocess")
     if name == "jamming":
         from coordinator.service.scenario import load_scenario
         assert [e.command for e in load_scenario(a.scenario)] == ["jam"]

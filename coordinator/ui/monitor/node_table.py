@@ -1,5 +1,9 @@
 """The dashboard's node table: fixed-width lines, troubled nodes pinned, the rest paged.
 
+The last column, ``labels``, is the device's training samples per class (``3/0/7``, or a
+block per class when that does not fit; from the ``status`` snapshot's
+``train_label_histograms``): how non-IID the data placement (``--split``) left it.
+
 A rich Table of hundreds of cells costs ~100 ms per refresh; these plain lines cost ~1 ms.
 """
 
@@ -12,7 +16,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from coordinator.ui.monitor.state import DOWN, SILENT, UP, MonitorState, NodeRow
-from coordinator.ui.monitor.text import fmt, one_line
+from coordinator.ui.monitor.text import fmt, label_histogram_text, one_line
 
 STATUS_STYLE = {UP: "green", SILENT: "yellow", DOWN: "bold red"}
 
@@ -42,8 +46,10 @@ def _node_order(state: MonitorState, rows: int | None, page: int) -> tuple[list[
 
 
 #: Node table columns: (header, width in cells, right-aligned).
-NODE_COLUMNS = (("id", 3, True), ("name", 12, False), ("status", 7, False), ("RAM B", 9, True),
-                ("energy mJ", 10, True), ("rx", 9, True), ("lost", 7, True), ("decode", 6, True))
+NODE_COLUMNS = (("id", 3, True), ("name", 11, False), ("status", 7, False), ("RAM B", 9, True),
+                ("energy mJ", 10, True), ("rx", 9, True), ("lost", 7, True), ("decode", 6, True),
+                ("labels", 6, False))
+LABELS_W = NODE_COLUMNS[-1][1]  # cells of the label histogram (text.label_histogram_text)
 NODE_GAP = 1  # cells between columns
 NODE_TABLE_W = sum(w for _, w, _ in NODE_COLUMNS) + NODE_GAP * (len(NODE_COLUMNS) - 1)
 GROUP_GAP = 4  # cells between side-by-side node tables
@@ -67,7 +73,8 @@ def _node_segments(r: NodeRow | None) -> list[tuple[str, str]]:
         values = [(str(r.id), ""), (r.name or "–", ""), (status, STATUS_STYLE.get(r.status, "")),
                   (fmt(r.ram_bytes, ","), ""), (fmt(r.energy_mj, ",.2f"), ""),
                   (fmt(r.rx_packets, ","), ""), (fmt(r.lost_packets, ","), ""),
-                  (fmt(ratio, ".2f"), ratio_style)]
+                  (fmt(ratio, ".2f"), ratio_style),
+                  (label_histogram_text(r.label_histogram, LABELS_W), "cyan")]
     out: list[tuple[str, str]] = []
     for k, ((text, style), (_, width, right)) in enumerate(zip(values, NODE_COLUMNS)):
         out.append(((" " * NODE_GAP if k else "") + _cell(text, width, right), style))

@@ -58,6 +58,7 @@ class NodeRow:
     tx_slots: int | None = None
     decode_ratio: float | None = None  # share of other devices' packets decoded, last round
     alive: bool | None = None  # took part in the last round
+    label_histogram: tuple[int, ...] | None = None  # training samples of each class it holds
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class MonitorState:
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
         """Take what a ``status`` answer says about the run, without moving ``next_round``."""
-        skip = {"accuracy", "faults", "nodes", "topology", "round", "next_round"}
+        skip = {"accuracy", "faults", "nodes", "topology", "round", "next_round", "train_label_histograms"}
         self.run.update({k: v for k, v in snapshot.items() if k not in skip})
         self.virtual_time_s = float(snapshot.get("virtual_time_s") or self.virtual_time_s)
         self.wall_time_s = float(snapshot.get("wall_time_s") or self.wall_time_s)
@@ -159,6 +160,10 @@ class MonitorState:
                          status=str(entry.get("status", row.status)),
                          joins=int(entry.get("joins", row.joins) or 0),
                          pid=int(entry.get("pid", row.pid) or 0))
+        hists = snapshot.get("train_label_histograms")  # per device, fixed at setup
+        for device, counts in enumerate(hists if isinstance(hists, list) else []):
+            if isinstance(counts, list):
+                self._update(self._node(device), label_histogram=tuple(int(c) for c in counts))
         for device in range(int(self.run.get("n_devices") or 0)):
             self._node(device)
         self.lost_since_s = None

@@ -5,7 +5,7 @@ Pure functions of what the feed says; :mod:`.render` arranges them into panels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,22 @@ def sparkline(values: Iterable[float | None], width: int, lo: float | None = Non
         level = 0.5 if span <= 0 else (min(max(v, low), high) - low) / span
         out.append(SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, int(level * len(SPARK_BLOCKS)))])
     return "".join(out)
+
+
+def label_histogram_text(counts: Sequence[int] | None, width: int) -> str:
+    """A device's training samples per class in ``width`` cells: ``3/0/7`` when that fits,
+    else one block per class scaled to the device's largest class (``·`` for none; a
+    trailing ``…`` when there are more classes than cells); ``–`` when unknown."""
+    if counts is None or width < 1:
+        return "–"
+    text = "/".join(str(int(c)) for c in counts)
+    if len(text) <= width:
+        return text
+    top = max(counts) if counts else 0
+    blocks = ["·" if c <= 0 or top <= 0 else
+              SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, (len(SPARK_BLOCKS) * int(c) - 1) // top)]
+              for c in counts]
+    return "".join(blocks) if len(blocks) <= width else "".join(blocks[:width - 1]) + "…"
 
 
 def fmt(value: Any, spec: str = "", none: str = "–") -> str:
