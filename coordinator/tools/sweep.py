@@ -183,7 +183,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
     p.add_argument("--optimizer", choices=("adam", "adam8bit"), default="adam")
     p.add_argument("--num-features", type=int, default=10_000)
-    p.add_argument("--protocol", choices=("mixer", "glossy"), default="mixer")
+    p.add_argument("--protocol", choices=("mixer", "mixer-coordinated", "glossy"), default="mixer")
+    p.add_argument("--profile", choices=("tuned", "firmware"), default="tuned",
+                   help="device profile (docs/fidelity.md): tuned (ours) or firmware (the official code)")
+    p.add_argument("--recipe", choices=("tuned", "paper"), default="tuned",
+                   help="training recipe: tuned (ours) or paper (the firmware's settings)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ram-budget", type=int, default=DEFAULT_RAM_BUDGET_BYTES,
                    help="device RAM in bytes the table checks against (default 262144 = 256 KiB)")
@@ -244,6 +248,7 @@ def _options(args: argparse.Namespace, dataset: str, out: Path) -> SweepOptions:
         protocol=args.protocol, seed=args.seed, data_dir=args.data_dir, ram_budget_bytes=args.ram_budget,
         reference=args.reference, baseline=not args.no_baseline, nn_epochs=args.nn_epochs, reuse=args.reuse,
         seeds=args.seeds, in_process=args.backend == "inprocess",
+        profile=args.profile, recipe=args.recipe,
     )
 
 

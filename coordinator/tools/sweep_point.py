@@ -48,6 +48,8 @@ class SweepOptions:
     seeds: int = 1  # repetitions: seeds seed .. seed + seeds - 1 (coordinator/tools/sweep_seeds.py)
     in_process: bool = False  # every device in the sweep's process (same model bit for bit)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    profile: str = "tuned"  # device profile (node/mcu/profiles.py)
+    recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -215,6 +217,7 @@ def run_args_for(opts: SweepOptions, n: int) -> Any:
         dataset=opts.dataset, nodes=n, epochs=opts.epochs, protocol=opts.protocol, seed=opts.seed,
         data_dir=opts.data_dir, optimizer=opts.optimizer, num_features=opts.num_features,
         ram_budget_bytes=LIFTED_BUDGET_BYTES, model_overrides=dict(opts.model_overrides),
+        profile=opts.profile, recipe=opts.recipe,
     )
 
 

@@ -74,6 +74,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="device profile (docs/fidelity.md): tuned (ours) or firmware (the official code)")
     p.add_argument("--recipe", choices=("tuned", "paper"), default=_env("recipe", "tuned"),
                    help="training recipe: tuned (ours) or paper (batch 128, constant lr, no decay/scaling, 8-bit Adam)")
+    p.add_argument("--select", choices=("none", "decay", "epoch"), default=_env("select", None),
+                   help="validation rule on the devices (docs/ml-core.md): decay (weight decays "
+                        "100/10/1 on 80 %% of the training set, the best retrained on all), epoch "
+                        "(the paper's best-validation epoch); default: the recipe's")
+    p.add_argument("--quantization", choices=("global", "mulaw"), default=_env("quantization", "global"),
+                   help="int8 scale of the series: global (DESIGN 1.1, default) or mulaw "
+                        "(companded, for heavy-tailed data)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "
@@ -192,7 +199,8 @@ def _run_args(a: argparse.Namespace) -> Any:
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
         profile=getattr(a, "profile", "tuned"), recipe=getattr(a, "recipe", "tuned"),
-        split=a.split,
+        split=a.split, quantization=getattr(a, "quantization", "global"),
+        model_overrides={} if getattr(a, "select", None) is None else {"selection": a.select},
     )
 
 

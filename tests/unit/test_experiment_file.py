@@ -118,3 +118,18 @@ def test_the_examples_parse(name: str, command: str) -> None:
     if name == "jamming":
         from coordinator.service.scenario import load_scenario
         assert [e.command for e in load_scenario(a.scenario)] == ["jam"]
+
+
+def test_the_validation_rule_and_quantization_reach_the_run(tmp_path: Path) -> None:
+    from coordinator.service.run_setup import build_setup
+    from coordinator.ui.cli import _run_args
+
+    exp = write(tmp_path, 'nodes = 3\nepochs = 1\nselect = "decay"\nquantization = "mulaw"\n')
+    args = _run_args(parse_with_config(build_parser, ["run", "--config", str(exp)]))
+    assert args.quantization == "mulaw" and args.model_overrides == {"selection": "decay"}
+    assert build_setup(args).config.model.selection == "decay"
+    # Not given: the recipe decides (the paper's recipe selects by epoch).
+    plain = _run_args(parse_with_config(build_parser, ["run", "--recipe", "paper"]))
+    assert plain.model_overrides == {} and build_setup(plain).config.model.selection == "epoch"
+    with pytest.raises(SystemExit):
+        parse_with_config(build_parser, ["run", "--quantization", "log"])
