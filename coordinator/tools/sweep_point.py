@@ -185,7 +185,9 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
         train_round_slots=_mean([float(r["slots"]) for r in train]),
         energy_per_train_sample_mj=_mean(energy) if energy else None,
         energy_per_train_sample_mj_max=max(energy) if energy else None,
-        cpu_energy_per_train_sample_mj=_cpu_mj(_mean([a - c for a, c in zip(lat, comm)])),
+        cpu_energy_per_train_sample_mj=_cpu_mj(max(
+            (float(p["compute_s_modeled"]) / rounds_done for p in per_node
+             if "compute_s_modeled" in p and rounds_done), default=None)),
         energy_run_mj_mean=_mean([p["energy_mj"] for p in per_node]),
         cpu_mj_mean=part_mean("cpu_mj"),
         tx_mj_mean=part_mean("tx_mj"),
@@ -201,8 +203,11 @@ def analyze_run(run_dir: Path, budget_bytes: int = DEFAULT_RAM_BUDGET_BYTES) -> 
 
 
 def _cpu_mj(compute_s: float | None) -> float | None:
-    """CPU energy (mJ) of ``compute_s`` seconds: the largest device computes for the whole
-    compute window (it sets it), at the CPU current of :mod:`protocol.air.energy`."""
+    """CPU energy (mJ) of ``compute_s`` seconds at the CPU current of :mod:`protocol.air.energy`.
+
+    Given the busiest device's modeled MCU seconds per round (every round carries one
+    sample). Not the compute window: under ``--profile firmware`` the window is fixed
+    (``340 C / N + 20`` ms) and the device sleeps through the rest of it."""
     if compute_s is None:
         return None
     return compute_s * DEFAULT_CONSTANTS.voltage_v * DEFAULT_CONSTANTS.cpu_ma

@@ -116,9 +116,16 @@ def test_energy_per_round_increments_add_up_to_the_run_totals(sweep: dict) -> No
             assert last[node["id"]] == pytest.approx(node["energy_mj"], abs=1e-5)
     for row in sweep["rows"]:
         assert 0 < row.energy_per_train_sample_mj <= row.energy_per_train_sample_mj_max
-        # The CPU share (3 V x 3.71 mA over the compute window) is part of the largest device's.
-        assert row.cpu_energy_per_train_sample_mj == pytest.approx(row.train_round_compute_s * 3.0 * 3.71)
+        # The CPU share: 3 V x 3.71 mA over the busiest device's modeled MCU seconds per
+        # round; part of the largest device's energy.
+        _, summary, _, _ = read_run(sweep["out"] / "runs" / f"N{row.nodes:02d}")
+        busiest_s = max(p["compute_s_modeled"] for p in summary["per_node"]) / summary["rounds"]
+        assert row.cpu_energy_per_train_sample_mj == pytest.approx(busiest_s * 3.0 * 3.71)
         assert row.cpu_energy_per_train_sample_mj < row.energy_per_train_sample_mj_max
+        # Under the tuned profile the compute window is the slowest device's work, so the
+        # window's CPU energy is nearly the same (calibration and evaluation rounds differ).
+        assert row.cpu_energy_per_train_sample_mj == pytest.approx(
+            row.train_round_compute_s * 3.0 * 3.71, rel=0.05)
     row = sweep["rows"][-1]
     saved = json.loads((sweep["out"] / "sweep.json").read_text())
     assert saved["rows"][-1]["energy_per_train_sample_mj"] == pytest.approx(row.energy_per_train_sample_mj)
