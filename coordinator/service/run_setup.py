@@ -99,6 +99,9 @@ def build_setup(args: RunArgs) -> RunSetup:
         raise SetupError(str(exc)) from exc
     # the firmware profile runs the firmware's 8-bit Adam (linear_classifier.c USE_QADAM)
     overrides.setdefault("optimizer", "adam8bit" if args.profile == "firmware" else args.optimizer)
+    # ... and its transform: PPV over all L zero-padded positions for every kernel
+    if args.profile == "firmware":
+        overrides.setdefault("padding", "zero")
     overrides.setdefault("num_features", args.num_features)
     overrides.setdefault("seed", args.seed)
     if args.epochs is not None:

@@ -233,7 +233,8 @@ class DeviceBase(ABC):
                 assert have is not None, f"item {item}: features asked without its series"
                 rows.append(have[0])
             feats = transform_units(np.stack(rows), self.dilations, self.features_per_dilation,
-                                    self.biases, self.unit_start, self.unit_stop)
+                                    self.biases, self.unit_start, self.unit_stop,
+                                    self.config.model.padding == "zero")
             for row, (key, _) in enumerate(missing):
                 self._features[key] = feats[row]
         # Every use is a recomputation on the real device: count it in the modeled time.

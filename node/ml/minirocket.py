@@ -123,11 +123,12 @@ def _count_above2(conv, n, threshold0, threshold1):
 
 
 @njit(
-    "float32[:, ::1](int8[:, ::1], int32[::1], int32[::1], int16[::1], int64, int64)",
+    "float32[:, ::1](int8[:, ::1], int32[::1], int32[::1], int16[::1], int64, int64, boolean)",
     cache=True,
     nogil=True,
 )
-def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_start, unit_stop):
+def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_start, unit_stop,
+                         zero_padding):
     """:func:`transform_units` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
     n, length = X.shape
     n_dil = dilations.shape[0]
@@ -170,7 +171,7 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_s
                 continue
             _shifted(x, dilation, gamma, alpha)
             for k in range(k_lo, k_hi):
-                if (j + k) % 2 == 0:
+                if zero_padding or (j + k) % 2 == 0:
                     lo = 0
                     hi = length
                     table = ppv[0]
@@ -215,6 +216,7 @@ def transform(
     biases_of_shard: np.ndarray,
     kernel_start: int,
     kernel_stop: int,
+    zero_padding: bool = False,
 ) -> np.ndarray:
     """PPV features of kernels ``[kernel_start, kernel_stop)`` of int8 series.
 
@@ -230,7 +232,7 @@ def transform(
     """
     d = np.asarray(dilations).shape[0]
     return transform_units(X, dilations, features_per_dilation, biases_of_shard,
-                           kernel_start * d, kernel_stop * d)
+                           kernel_start * d, kernel_stop * d, zero_padding)
 
 
 def transform_units(
@@ -240,6 +242,7 @@ def transform_units(
     biases_of_shard: np.ndarray,
     unit_start: int,
     unit_stop: int,
+    zero_padding: bool = False,
 ) -> np.ndarray:
     """PPV features of the (kernel, dilation) units ``[unit_start, unit_stop)``.
 
@@ -252,6 +255,9 @@ def transform_units(
         dilations, features_per_dilation: int32[D].
         biases_of_shard: float32[F_i], the shard's biases, kernel-major.
         unit_start, unit_stop: the shard's unit range, inside ``[0, 84 * D]``.
+        zero_padding: PPV over all L zero-padded positions for every unit (the firmware,
+            ``ModelConfig.padding == "zero"``); False: aeon's alternation (all L positions
+            where kernel + dilation index is even, the valid ``L - 8 d`` ones elsewhere).
 
     Returns:
         float32[n, F_i], kernel-major.
@@ -267,7 +273,8 @@ def transform_units(
             f"units [{unit_start}, {unit_stop}) ({expected} features)"
         )
     return transform_thresholds(
-        X, dilations, features_per_dilation, bias_thresholds(biases_of_shard), unit_start, unit_stop
+        X, dilations, features_per_dilation, bias_thresholds(biases_of_shard), unit_start, unit_stop,
+        bool(zero_padding),
     )
 
 

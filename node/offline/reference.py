@@ -161,8 +161,9 @@ def train_reference(
         spec = build_shard(cfg, length, s, n_shards)  # by kernel up to 84 shards, by unit past
         u0, u1 = spec.unit_start, spec.unit_stop
         biases = fit_biases_units(x_train, rows, dilations, fpd, u0, u1)
-        f_train.append(transform_units(x_train, dilations, fpd, biases, u0, u1))
-        f_test.append(transform_units(x_test, dilations, fpd, biases, u0, u1) if n_test else
+        zero = cfg.padding == "zero"
+        f_train.append(transform_units(x_train, dilations, fpd, biases, u0, u1, zero))
+        f_test.append(transform_units(x_test, dilations, fpd, biases, u0, u1, zero) if n_test else
                       np.zeros((0, biases.shape[0]), dtype=np.float32))
         n_feat = f_train[-1].shape[1]
         scalers.append(FeatureScaler(n_feat, enabled=cfg.feature_scaling))

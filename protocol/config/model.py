@@ -21,6 +21,11 @@ import numpy as np
 from protocol.stream.schedule import ScheduleConfig, contiguous_split
 from protocol.stream.validation import SELECTIONS
 
+#: Which positions a feature's PPV counts: ``"alternate"`` (aeon MiniRocket: all L
+#: zero-padded positions when kernel + dilation index is even, else only the valid ones) or
+#: ``"zero"`` (the official RockNet firmware, ``c_src/cp_firmware/app``: all L zero-padded
+#: positions for every kernel; set by ``--profile firmware``).
+PADDINGS = ("alternate", "zero")
 #: MiniRocket's kernels: all choices of 3 positions out of 9 (weight 2, the others -1).
 N_KERNELS = 84
 #: Length of every MiniRocket kernel.
@@ -69,6 +74,7 @@ class ModelConfig:
         select_weight_decays: the ``"decay"`` candidates, strongest first (ties on the
             validation split go to the earlier one).
         val_fraction: the held-out fraction of the training split (the paper's 80/20: 0.2).
+        padding: which positions PPV counts, one of :data:`PADDINGS`.
     """
 
     num_features: int = 10_000
@@ -89,6 +95,7 @@ class ModelConfig:
     selection: str = "none"
     select_weight_decays: tuple[float, ...] = (100.0, 10.0, 1.0)
     val_fraction: float = 0.2
+    padding: str = "alternate"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -140,6 +147,10 @@ class ModelConfig:
         need(
             isinstance(self.seed, int) and self.seed >= 0,
             f"seed must be an int >= 0, got {self.seed!r}",
+        )
+        need(
+            self.padding in PADDINGS,
+            f"padding must be one of {PADDINGS}, got {self.padding!r}",
         )
         need(
             self.selection in SELECTIONS,
@@ -200,8 +211,9 @@ class ModelConfig:
 
 
 #: Fields left out of :meth:`ModelConfig.to_dict` at their default (the validation rule's).
-_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction")
-_DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "val_fraction": 0.2}
+_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction", "padding")
+_DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "val_fraction": 0.2,
+             "padding": "alternate"}
 
 
 # ----------------------------------------------------------------------------- dilations

@@ -21,6 +21,7 @@ def small_args(**kw: object) -> RunArgs:
 def test_firmware_profile_lossless_equals_reference_and_runs_8bit_adam() -> None:
     setup = build_setup(small_args())
     assert setup.config.profile == "firmware" and setup.config.model.optimizer == "adam8bit"
+    assert setup.config.model.padding == "zero"  # the firmware's transform, on devices and reference
     devices, _ = drive(setup, lockstep=False)
     ref = reference_of(setup)
     for dev, w in zip(devices, ref.weights):

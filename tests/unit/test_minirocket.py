@@ -94,8 +94,10 @@ def test_aeon_dilation_rule_matches_aeon():
 # ----------------------------------------------------------------------------- naive check
 
 
-def _naive_features(x: np.ndarray, dilations, fpd, biases_kernel_major) -> np.ndarray:
-    """Straight from the definition: weights (-1, 2), zero padding, PPV, padding rule."""
+def _naive_features(x: np.ndarray, dilations, fpd, biases_kernel_major,
+                    zero_padding: bool = False) -> np.ndarray:
+    """Straight from the definition: weights (-1, 2), zero padding, PPV, padding rule
+    (aeon's alternation, or all L positions for every kernel as the firmware does)."""
     length = x.shape[0]
     out = []
     pos = 0
@@ -105,7 +107,7 @@ def _naive_features(x: np.ndarray, dilations, fpd, biases_kernel_major) -> np.nd
         for j, d in enumerate(dilations):
             padded = np.concatenate([np.zeros(4 * d, np.int64), x.astype(np.int64), np.zeros(4 * d, np.int64)])
             conv = np.array([sum(w[m] * padded[t + m * d] for m in range(9)) for t in range(length)])
-            if (j + k) % 2 == 1:
+            if (j + k) % 2 == 1 and not zero_padding:
                 conv = conv[4 * d : length - 4 * d]
             for _ in range(fpd[j]):
                 out.append(np.mean(conv > biases_kernel_major[pos]))
@@ -125,6 +127,27 @@ def test_transform_matches_naive_definition(rng):
     ours = transform(x, dil, fpd, biases, 0, N_KERNELS)
     for i in range(2):
         np.testing.assert_array_equal(ours[i], _naive_features(x[i], dil, fpd, biases))
+
+
+
+def test_zero_padding_matches_the_naive_definition_and_differs_only_where_aeon_trims(rng):
+    # --profile firmware (ModelConfig.padding="zero"): PPV over all L zero-padded positions
+    # for every kernel; aeon trims to the valid positions where kernel + dilation is odd.
+    length = 40
+    x = rng.integers(-128, 128, size=(2, length)).astype(np.int8)
+    cfg = ModelConfig(num_features=84 * 3 * 2)
+    dil, fpd = fit_dilations(length, cfg)
+    biases = rng.normal(0, 150, size=n_features_total(fpd)).astype(np.float32)
+    zero = transform(x, dil, fpd, biases, 0, N_KERNELS, zero_padding=True)
+    aeon = transform(x, dil, fpd, biases, 0, N_KERNELS)
+    for i in range(2):
+        np.testing.assert_array_equal(zero[i], _naive_features(x[i], dil, fpd, biases, True))
+    per_kernel = int(fpd.sum())
+    even = np.array([(j + k) % 2 == 0 for k in range(N_KERNELS)
+                     for j in range(len(dil)) for _ in range(fpd[j])])
+    assert even.size == N_KERNELS * per_kernel
+    np.testing.assert_array_equal(zero[:, even], aeon[:, even])  # the same positions
+    assert not np.array_equal(zero[:, ~even], aeon[:, ~even])  # all L vs the valid ones
 
 
 # ----------------------------------------------------------------------------- shards
