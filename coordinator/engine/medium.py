@@ -25,8 +25,9 @@ from coordinator.engine.traffic import Traffic, frame_bytes
 from protocol.air.energy import EnergyConstants, node_energy_mj
 from protocol.air.timing import compute_window_s
 from protocol.air.loss import LossModel
+from protocol.air.radio.firmware_round import firmware_round
 from protocol.air.radio.resolve import AirResult, resolve_batch
-from protocol.stream.schedule import RoundPackets, Stream, round_packets
+from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, RoundPackets, Stream, round_packets
 from protocol.air.topology import Topology
 
 
@@ -128,6 +129,10 @@ class Air:
         self.n_classes = n_classes
         self.energy = energy or EnergyConstants()
         self.fixed_window = profile == "firmware"  # the firmware's fixed compute window
+        #: Application bytes per radio packet: the firmware's choice under its message sizes.
+        self.payload_bytes = (
+            firmware_round(stream.config.n_devices, series_length, n_classes).payload_bytes
+            if stream.config.firmware_messages else PACKET_PAYLOAD_BYTES)
         self.device_nodes = np.asarray(topology.device_nodes, dtype=np.int64)
         self.n_devices = len(self.device_nodes)
         self._cache: dict[int, RoundOutcome] = {}
@@ -209,6 +214,7 @@ class Air:
             loss=self.loss,
             seed=self.seed,
             alive=alive,
+            payload_bytes=self.payload_bytes,
         )
         out: list[RoundOutcome] = []
         for round_no, round_packets_, air in zip(rounds, packets, airs):

@@ -112,7 +112,8 @@ def build_setup(args: RunArgs) -> RunSetup:
         model = ModelConfig(**overrides)
         schedule = dataclasses.replace(schedule_config(
             model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every
-        ), placement=args.split)
+        ), placement=args.split,
+            firmware_messages=args.profile == "firmware" and args.mode == "rocknet")
         config = RunConfig(
             dataset=data.name,
             n_devices=args.nodes,

@@ -17,6 +17,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from protocol.air.radio.firmware_round import firmware_round
 from protocol.stream.packets import (
     DP_MAX_PACKETS_PER_ROUND,
     PRIVATE_SERIES_HEADER_BYTES,
@@ -32,6 +33,9 @@ from protocol.stream.training_mode import TrainingMode
 class _HasDevices(Protocol):
     @property
     def n_devices(self) -> int: ...
+
+    @property
+    def firmware_messages(self) -> bool: ...
 
 
 class Stream(Protocol):
@@ -181,21 +185,31 @@ class PerItemLayout(ModeLayout):
             t["kind"][carried] = kind[t[table][carried]]
         return _round_tables(rounds, t)
 
+    def _packets_per_message(self, stream: Stream, series_length: int, n_classes: int
+                             ) -> tuple[int, int]:
+        """Packets of a series and of one device's partial logits."""
+        if stream.config.firmware_messages and self.mode is TrainingMode.ROCKNET:
+            fw = firmware_round(stream.config.n_devices, series_length, n_classes)
+            return (math.ceil(fw.series_message_bytes / fw.payload_bytes),
+                    math.ceil(fw.logits_message_bytes / fw.payload_bytes))
+        return packets_for(series_length + self.series_header_bytes), packets_for(4 * n_classes)
+
     def round_packets(self, stream: Stream, round_no: int, series_length: int, n_classes: int,
                       initiator: int) -> RoundPackets:
         sources = [initiator]
         kinds = [NONE]
         series: tuple[int, ...] = ()
+        k_series, k_logits = self._packets_per_message(stream, series_length, n_classes)
         s_item = stream.series_item(round_no)
         if s_item is not None:
-            k = packets_for(series_length + self.series_header_bytes)
+            k = k_series
             series = tuple(range(len(sources), len(sources) + k))
             sources.extend([int(stream.owner[s_item])] * k)
             kinds.extend([int(stream.kind[s_item])] * k)
         logits: list[tuple[int, ...]] = []
         l_item = stream.logits_item(round_no)
         if l_item is not None:
-            k = packets_for(4 * n_classes)
+            k = k_logits
             for device in range(stream.config.n_devices):
                 logits.append(tuple(range(len(sources), len(sources) + k)))
                 sources.extend([device] * k)

@@ -52,6 +52,10 @@ class ScheduleConfig:
     selection: str = "none"
     n_candidates: int = 1
     val_fraction: float = 0.2
+    # The firmware's message sizes (--profile firmware, rocknet mode): series L + 4 B and
+    # partial logits 4 C + 2 B, cut into the payload size (100..199 B) that gives the
+    # shortest round, as protocol.air.radio.firmware_round; else ours (L + 2 and 4 C, 100 B).
+    firmware_messages: bool = False
 
     def __post_init__(self) -> None:
         parse_split(self.placement)  # raises with the allowed values

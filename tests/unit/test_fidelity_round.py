@@ -103,3 +103,25 @@ def test_model_cli_shape_errors_name_the_fix() -> None:
         model_cli.main(["--dataset", "NotADataset"])
     with pytest.raises(ValueError, match="L,C,NTRAIN,NTEST"):
         model_cli.parse_shape("1,2")
+
+
+@pytest.mark.parametrize(("length", "n_classes", "n_devices"),
+                         [(97, 25, 20), (98, 25, 20), (197, 25, 7), (198, 25, 20), (427, 6, 20), (150, 2, 5)])
+def test_a_firmware_profile_run_lays_out_the_firmwares_packets(length: int, n_classes: int,
+                                                               n_devices: int) -> None:
+    # The round a run resolves (the stream's packets and the Air's payload) is the one the
+    # firmware's generator configures: G, and with it slots and slot length, agree.
+    from protocol.stream.schedule import ScheduleConfig, build_stream, round_packets
+
+    fw = firmware_round(n_devices, length, n_classes)
+    schedule = ScheduleConfig(n_train=10, n_test=4, n_devices=n_devices, epochs=1, batch_size=4,
+                              firmware_messages=True)
+    stream = build_stream(schedule)
+    round_no = next(r for r in range(stream.n_rounds)
+                    if stream.series_item(r) is not None and stream.logits_item(r) is not None)
+    packets = round_packets(stream, round_no, length, n_classes, initiator=0)
+    assert packets.n_packets == fw.generation_size
+    ours = round_packets(build_stream(ScheduleConfig(n_train=10, n_test=4, n_devices=n_devices,
+                                                     epochs=1, batch_size=4)),
+                         round_no, length, n_classes, initiator=0)
+    assert ours.n_packets == 1 + math.ceil((length + 2) / 100) + n_devices * math.ceil(4 * n_classes / 100)

@@ -19,6 +19,7 @@ OSULeaf at N = 20 (L 427, C 6): G = 26, slot 689 µs; FaceAll (L 131, C 14): G =
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,7 @@ class FirmwareRound:
         return self.slots * self.slot_s
 
 
+@functools.lru_cache(maxsize=64)  # pure, and asked for every round of a firmware-profile run
 def firmware_round(n_devices: int, series_length: int, n_classes: int) -> FirmwareRound:
     """The round the firmware's generator configures for N devices, L and C."""
     if n_devices < 1 or series_length < 1 or n_classes < 1:
