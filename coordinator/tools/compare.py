@@ -38,6 +38,7 @@ from typing import Any
 
 
 from coordinator.tools.compare_seeds import aggregate_modes, write_seed_outputs
+from coordinator.tools.run_failures import report_failure, run_failures
 from coordinator.tools.run_pool import Task, processes_per_run, run_tasks
 from coordinator.tools.seeds import add_seed_flags, seed_dir, seed_values
 
@@ -127,8 +128,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """``rocknet compare``: run, tabulate, plot; 0 if every mode finished."""
     from coordinator.service.results import default_run_dir
-    from coordinator.service.run_setup import SetupError
-    from coordinator.service.signals import RunInterrupted
 
     modes = tuple(m.strip() for m in str(args.modes).split(",") if m.strip())
     unknown = [m for m in modes if m not in MODES]
@@ -146,12 +145,8 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         rows = run_comparison(options)
-    except SetupError as exc:
-        print(f"rocknet: {exc}", file=sys.stderr)
-        return 2
-    except RunInterrupted as exc:
-        print(f"rocknet: {exc}; runs under {out}", file=sys.stderr)
-        return 130
+    except run_failures() as exc:
+        return report_failure(exc, "rocknet compare", f"runs under {out}")
     print(markdown_table(rows))
     if options.seeds > 1:
         print("\n" + (out / "compare_seeds.md").read_text())

@@ -41,6 +41,7 @@ from typing import Any
 
 from coordinator.tools.nn_baseline_runner import nn_baseline_for_dataset
 from coordinator.tools.run_dir import read_run
+from coordinator.tools.run_failures import report_failure, run_failures
 from coordinator.tools.run_pool import Task, concurrent_runs, processes_per_run, run_tasks
 from coordinator.tools.seeds import add_seed_flags, seed_dir, seed_values
 from coordinator.tools.sweep_datasets import parse_datasets, resolve_datasets
@@ -204,9 +205,6 @@ def add_parser(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``rocknet sweep``; 0 on success, 2 for a bad argument, 3 when a run failed."""
-    from coordinator.service.run_setup import SetupError
-    from coordinator.service.server import RunAborted
-    from coordinator.service.signals import RunInterrupted
 
     logging.getLogger("rocknet").setLevel(logging.WARNING)
     echo = lambda s: print(s, flush=True)  # noqa: E731
@@ -217,15 +215,8 @@ def main(args: argparse.Namespace) -> int:
         base = args.out or Path("sweeps") / (args.dataset or "GunPoint" if names is None else "datasets")
         sweeps = [_options(args, d, base / d if names else base) for d in (names or [args.dataset or "GunPoint"])]
         results = run_sweeps(sweeps, jobs=args.jobs, echo=echo)
-    except (ValueError, SetupError) as exc:
-        print(f"rocknet sweep: {exc}", file=sys.stderr)
-        return 2
-    except RunAborted as exc:
-        print(f"rocknet sweep: a run was aborted: {exc}", file=sys.stderr)
-        return 3
-    except RunInterrupted as exc:
-        print(f"rocknet sweep: {exc}; runs under {base}", file=sys.stderr)
-        return 130
+    except run_failures(value_errors=True) as exc:
+        return report_failure(exc, "rocknet sweep", lambda: f"runs under {base}")
     for opts, result in zip(sweeps, results):
         print(f"\n{opts.dataset}:\n" + markdown_table(result.rows))
         seeds_md = Path(opts.out_dir) / "sweep_seeds.md"

@@ -208,10 +208,9 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
     from coordinator.service.scenario import ScenarioError, load_scenario
     from coordinator.service.launch import LaunchOptions, run_testbed
     from coordinator.service.results import default_run_dir
-    from coordinator.service.signals import RunInterrupted
     from coordinator.service.results import print_summary_table
-    from coordinator.service.server import CoordinatorOptions, RunAborted
-    from coordinator.service.run_setup import SetupError
+    from coordinator.service.server import CoordinatorOptions
+    from coordinator.tools.run_failures import report_failure, run_failures
     from protocol.net.keys import CurveKeyError
 
     out = a.out or default_run_dir(a.dataset, a.nodes)
@@ -235,16 +234,9 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
         return _cmd_run_seeds(a, launch)
     try:
         summary = run_testbed(_run_args(a), launch)
-    except SetupError as exc:
-        print(f"rocknet: {exc}", file=sys.stderr)
-        return 2
-    except RunAborted as exc:
-        print(f"rocknet: run aborted: {exc}", file=sys.stderr)
-        return 3
-    except RunInterrupted as exc:
-        written = " (summary.json written)" if (out / "summary.json").exists() else ""
-        print(f"rocknet: {exc}{written}; run directory: {out}", file=sys.stderr)
-        return 130
+    except run_failures() as exc:
+        return report_failure(exc, "rocknet", lambda: (
+            "summary.json written; " if (out / "summary.json").exists() else "") + f"run directory: {out}")
     except CurveKeyError as exc:
         print(f"rocknet: {exc}", file=sys.stderr)
         return 2
@@ -260,23 +252,14 @@ def _cmd_run(a: argparse.Namespace, spawn_nodes: bool) -> int:
 
 def _cmd_run_seeds(a: argparse.Namespace, launch: Any) -> int:
     """``rocknet run --seeds K``: K runs in the pool (coordinator/tools/run_seeds.py)."""
-    from coordinator.engine.state import RunAborted
-    from coordinator.service.run_setup import SetupError
-    from coordinator.service.signals import RunInterrupted
+    from coordinator.tools.run_failures import report_failure, run_failures
     from coordinator.tools.run_seeds import markdown, run_seeds
 
     try:
         result = run_seeds(_run_args(a), launch, a.seeds, jobs=a.jobs,
                            echo=None if a.quiet else (lambda line: print(line, flush=True)))
-    except SetupError as exc:
-        print(f"rocknet: {exc}", file=sys.stderr)
-        return 2
-    except RunAborted as exc:
-        print(f"rocknet: run aborted: {exc}", file=sys.stderr)
-        return 3
-    except RunInterrupted as exc:
-        print(f"rocknet: {exc}; run directories under {launch.out_dir}", file=sys.stderr)
-        return 130
+    except run_failures() as exc:
+        return report_failure(exc, "rocknet", f"run directories under {launch.out_dir}")
     print(markdown(result.runs, result.stats))
     print(f"run directories: {launch.out_dir}/seed<S>; aggregate: {launch.out_dir}/seeds.md")
     return 0 if all(r.finished for r in result.runs) else 1
