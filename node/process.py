@@ -21,6 +21,7 @@ import zmq
 from node.agent import AgentOptions, NodeAgent
 from node.watchdog import MemoryWatchdog
 from protocol.net.keys import CurveKeyError
+from protocol.parent_death import die_with_parent
 from protocol.net.sockets import node_dealer
 from protocol.wire.frames import (
     Bye,
@@ -149,18 +150,6 @@ class NodeProcess:
         self.ctx.term()
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the launcher dies, so no node outlives its run."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 def default_name(environ: Mapping[str, str]) -> str:
     """The node name when ``--name`` is not given.
 
@@ -216,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> NodeOptions:
         format=f"%(asctime)s node[{a.name}] %(levelname)s %(message)s",
     )
     if a.parent_death:
-        _die_with_parent()
+        die_with_parent(signal.SIGTERM)
     return NodeOptions(
         connect=a.connect,
         name=a.name,

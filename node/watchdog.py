@@ -47,7 +47,6 @@ class MemoryWatchdog:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="memory-watchdog", daemon=True)
         self._process = psutil.Process()
-        self.peak_bytes = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -66,13 +65,11 @@ class MemoryWatchdog:
         """
         rss = int(self._process.memory_info().rss)
         if rss <= self.limit_bytes:
-            self.peak_bytes = max(self.peak_bytes, rss)
             return rss
         try:
             uss = owned_bytes(self._process)
         except (psutil.Error, OSError):  # smaps unreadable (odd /proc): fall back to RSS
             uss = rss
-        self.peak_bytes = max(self.peak_bytes, uss)
         if uss > self.limit_bytes:
             log.error(
                 "memory cap exceeded: this node owns %.1f MB (USS, shared pages not counted) > "

@@ -50,24 +50,16 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
+from protocol.parent_death import die_with_parent  # noqa: E402
+
 log = logging.getLogger("rocknet.zygote")
 
 #: Seconds the zygote gives its children to stop after SIGTERM when it is told to go.
 STOP_GRACE_S = 3.0
-PR_SET_PDEATHSIG = 1
 #: Signals blocked around a fork (see :meth:`Zygote` spawn).
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
 
-def _pdeathsig(sig: int = signal.SIGTERM) -> None:
-    """Linux: get ``sig`` when the parent (the thread that forked us) dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig))
-    except (OSError, AttributeError):
-        pass
 
 
 def preload() -> float:
@@ -248,7 +240,7 @@ def _child(zygote: Zygote, argv: list[str], log_path: str | None, env: dict[str,
     """Turn a fresh fork of the zygote into one node process; returns its exit code."""
     zygote_pid = os.getppid()
     os.setsid()  # its own session: Ctrl-C on the launcher's terminal does not reach it
-    _pdeathsig(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != zygote_pid:  # the zygote died before prctl took effect
         return 1
     signal.set_wakeup_fd(-1)
@@ -304,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="free text kept in this process's command line (and its children's), "
                         "so that a run's processes can be found with ps")
     a = p.parse_args(argv)
-    _pdeathsig(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     if a.parent and os.getppid() != a.parent:
         return 1  # the launcher died before prctl took effect
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

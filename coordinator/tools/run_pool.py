@@ -41,13 +41,13 @@ from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 from coordinator.service.signals import RunInterrupted, StopSignals
+from protocol.parent_death import die_with_parent
 
 log = logging.getLogger("rocknet.pool")
 
 T = TypeVar("T")
 #: Seconds the pool waits for its workers after a second signal before it kills them.
 KILL_AFTER_S = 10.0
-PR_SET_PDEATHSIG = 1
 
 
 class RepetitionsStopped(RunInterrupted):
@@ -99,22 +99,12 @@ def concurrent_runs(processes: Sequence[int], jobs: int | None = None, cpus: int
     return max(1, count)
 
 
-def _pdeathsig(sig: int) -> None:
-    """SIGTERM to this process when its parent dies (Linux; a no-op elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig))
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(conn: Connection, parent_pid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """A worker's body: own process group, die with the parent, run, send the outcome."""
     for sig in StopSignals.SIGNALS:  # not the caller's handlers: the run installs its own
         signal.signal(sig, signal.SIG_DFL)
     os.setpgid(0, 0)
-    _pdeathsig(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the caller died before the death signal was armed
         os._exit(1)
     try:

@@ -335,12 +335,16 @@ def build_stream(
     def train_order(epoch: int, pool: np.ndarray) -> np.ndarray:
         return pool[np.random.default_rng([config.seed, epoch]).permutation(pool.shape[0])]
 
+    def test_pass_after(epoch: int) -> bool:
+        """A test pass follows ``epoch``: the last one, and every ``eval_every``-th."""
+        last = epoch == config.epochs - 1
+        periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
+        return config.n_test > 0 and (last or periodic)
+
     def plain_epochs(phase: int) -> None:
         for epoch in range(config.epochs):
             add_pass(KIND_TRAIN, train_order(epoch, everything), train_owner, epoch, phase)
-            last = epoch == config.epochs - 1
-            periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
-            if config.n_test > 0 and (last or periodic):
+            if test_pass_after(epoch):
                 add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, epoch, phase)
 
     everything = np.arange(config.n_train)
@@ -360,9 +364,8 @@ def build_stream(
             for epoch in range(config.epochs):
                 add_pass(KIND_TRAIN, train_order(epoch, fit), train_owner, epoch, 0)
                 add_pass(KIND_EVAL, val, train_owner, epoch, 0, validation=True)
-                last = epoch == config.epochs - 1
-                periodic = config.eval_every > 0 and (epoch + 1) % config.eval_every == 0
-                if config.n_test > 0 and (last or periodic):
+                if test_pass_after(epoch):
+                    last = epoch == config.epochs - 1
                     add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, epoch, 1 if last else 0)
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
