@@ -18,8 +18,9 @@ from coordinator.engine.accuracy import running_accuracy
 from coordinator.engine.clock import Clock, SystemClock
 from coordinator.engine.exchanges import ExchangePlan, deliver, plan_exchanges, silent_rx
 from coordinator.engine.link import Inbound, NodeLink, SendStatus
-from coordinator.engine.medium import Air, RoundOutcome
-from coordinator.engine.records import EventRecord, NodeRoundView, RoundRecord
+from coordinator.engine.medium import Air
+from coordinator.engine.outcome import RoundOutcome
+from coordinator.engine.records import EventRecord, RoundRecord
 from coordinator.engine.views import node_round_views
 from coordinator.engine.registry import DOWN, Registry
 from coordinator.engine.setup import RunSetup
@@ -394,14 +395,12 @@ class RunEngine:
 
     def publish_round(self, outcome: RoundOutcome) -> None:
         """Send the record of a resolved round to the sink (the air, accuracy and nodes now)."""
+        tally = self.air.tally(outcome.round_no)
         record = RoundRecord(air=self.air.round_record(outcome), accuracy=self.state.accuracy,
-                             wall_time_s=self.wall_s(), nodes=self.node_views())
+                             wall_time_s=self.wall_s(),
+                             nodes=node_round_views(self.registry.entries(), tally or self.air.totals))
         if self.sink is not None:
             self.sink.record_round(record)
-
-    def node_views(self) -> list[NodeRoundView]:
-        """Per node, as a round record shows it (read straight from the totals arrays)."""
-        return node_round_views(self.registry.entries(), self.air.totals)
 
     # ------------------------------------------------------------------ the end
     def stop_nodes(self) -> None:

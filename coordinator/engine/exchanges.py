@@ -34,7 +34,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from coordinator.engine.medium import Air, RoundOutcome
+from coordinator.engine.medium import Air
+from coordinator.engine.outcome import RoundOutcome
 from protocol.wire.frames import Round, Rx, Tx
 from protocol.stream.schedule import Stream
 

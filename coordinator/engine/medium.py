@@ -20,9 +20,11 @@ from typing import Callable
 
 import numpy as np
 
+from coordinator.engine.accounting import RoundTally, Totals, account_rounds, foreign_counts
+from coordinator.engine.outcome import RoundOutcome
 from coordinator.engine.records import AirRoundRecord
 from coordinator.engine.traffic import Traffic, frame_bytes
-from protocol.air.energy import EnergyConstants, node_energy_mj
+from protocol.air.energy import EnergyConstants
 from protocol.air.timing import compute_window_s
 from protocol.air.loss import LossModel
 from protocol.air.radio.firmware_round import firmware_round
@@ -31,78 +33,11 @@ from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, RoundPackets, Stream,
 from protocol.air.topology import Topology
 
 
-@dataclass(frozen=True)
-class RoundOutcome:
-    """A resolved round: its packets, the radio result and its modeled timing."""
-
-    round_no: int
-    packets: RoundPackets
-    air: AirResult
-    alive_devices: np.ndarray  # bool [N]
-    compute_s: float  # modeled compute window (slowest device), seconds
-    latency_s: float  # compute window + slots x slot length, seconds
-    series_ok: np.ndarray  # bool [N]: device decoded every packet of the round's series
-    logits_ok: np.ndarray  # bool [N receivers, N sources]: ... of that source's partial logits
-    grad_ok: np.ndarray | None = None  # bool [N]: ... of the owner's g (private labels)
-    # bool [N receivers, N sources]: ... of that source's part of a sync in this round
-    # (True where the source has no packet in the round; data-parallel)
-    sync_ok: np.ndarray | None = None
-
-
 def _message_ok(decoded: np.ndarray, packet_ids: tuple[int, ...]) -> np.ndarray:
     """bool [rows]: every packet of a message decoded (False for a message with no packets)."""
     if not packet_ids:
         return np.zeros(decoded.shape[0], dtype=bool)
     return np.asarray(decoded[:, list(packet_ids)].all(axis=1), dtype=bool)
-
-
-@dataclass(frozen=True)
-class NodeTotals:
-    """One device's totals over the run (energy in mJ, times in seconds)."""
-
-    energy_mj: float
-    energy_parts_mj: dict[str, float]
-    radio_on_s: float
-    compute_s_modeled: float
-    tx_slots: int
-    rx_packets: int
-    lost_packets: int
-
-
-class Totals:
-    """Per-device totals kept as arrays (one entry per device), summed round by round."""
-
-    PARTS = ("cpu_mj", "tx_mj", "rx_mj", "low_power_mj")
-
-    def __init__(self, n_devices: int) -> None:
-        self.n = n_devices
-        self.parts = {k: np.zeros(n_devices) for k in self.PARTS}
-        self.radio_on_s = np.zeros(n_devices)
-        self.compute_s_modeled = np.zeros(n_devices)
-        self.tx_slots = np.zeros(n_devices, dtype=np.int64)
-        self.rx_packets = np.zeros(n_devices, dtype=np.int64)
-        self.lost_packets = np.zeros(n_devices, dtype=np.int64)
-
-    @property
-    def energy_mj(self) -> np.ndarray:
-        return sum(self.parts.values())  # type: ignore[return-value]
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, device: int) -> NodeTotals:
-        return NodeTotals(
-            energy_mj=float(self.energy_mj[device]),
-            energy_parts_mj={k: float(v[device]) for k, v in self.parts.items()},
-            radio_on_s=float(self.radio_on_s[device]),
-            compute_s_modeled=float(self.compute_s_modeled[device]),
-            tx_slots=int(self.tx_slots[device]),
-            rx_packets=int(self.rx_packets[device]),
-            lost_packets=int(self.lost_packets[device]),
-        )
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return (self[d] for d in range(self.n))
 
 
 class Air:
@@ -136,6 +71,7 @@ class Air:
         self.device_nodes = np.asarray(topology.device_nodes, dtype=np.int64)
         self.n_devices = len(self.device_nodes)
         self._cache: dict[int, RoundOutcome] = {}
+        self._tallies: dict[int, RoundTally] = {}
         #: Called with a round number right before that round is resolved.
         self.before_round: Callable[[int], None] | None = None
         #: Whether timed events wait for :attr:`before_round` (None: assume they may).
@@ -172,7 +108,7 @@ class Air:
         and accounted exactly as :meth:`resolve_until` did, with the same ``sample_s`` and
         ``step_s``, so the totals come out bitwise the same."""
         self._cache[outcome.round_no] = outcome
-        self._account(outcome)
+        self._account([outcome], self._device_compute_s(outcome.round_no)[None, :])
         self.next_round = outcome.round_no + 1
 
     def resolve_until(self, stop_round: int, alive_devices: np.ndarray) -> list[RoundOutcome]:
@@ -197,6 +133,8 @@ class Air:
         """Drop cached rounds no exchange can ask for again."""
         for r in [r for r in self._cache if r < round_no]:
             del self._cache[r]
+        for r in [r for r in self._tallies if r < round_no]:
+            del self._tallies[r]
 
     def _resolve_rounds(self, rounds: list[int], alive_devices: np.ndarray) -> list[RoundOutcome]:
         """Resolve consecutive ``rounds`` (from ``next_round`` on), account them, cache them."""
@@ -217,15 +155,16 @@ class Air:
             payload_bytes=self.payload_bytes,
         )
         out: list[RoundOutcome] = []
-        for round_no, round_packets_, air in zip(rounds, packets, airs):
-            compute_s = self._compute_window_s(round_no, alive_devices)
+        work = np.stack([self._device_compute_s(r) for r in rounds])  # [R, N] modeled MCU s
+        for round_no, round_packets_, air, device_s in zip(rounds, packets, airs, work):
+            compute_s = self._compute_window_s(device_s, alive_devices)
             latency_s = compute_s + air.n_slots * air.slot_s
             outcome = self.make_outcome(round_no, round_packets_, air, alive_devices.copy(),
                                         compute_s, latency_s)
             self._cache[round_no] = outcome
-            self._account(outcome)
-            self.next_round = round_no + 1
             out.append(outcome)
+        self._account(out, work)
+        self.next_round = rounds[-1] + 1
         return out
 
     def make_outcome(self, round_no: int, packets: RoundPackets, air: AirResult,
@@ -249,9 +188,9 @@ class Air:
         return RoundOutcome(round_no, packets, air, alive_devices, compute_s, latency_s,
                             series_ok, logits_ok, grad_ok, sync_ok)
 
-    def _compute_window_s(self, round_no: int, alive_devices: np.ndarray) -> float:
-        """The round's compute window: the slowest device's modeled work for it."""
-        per_device = self._device_compute_s(round_no)
+    def _compute_window_s(self, per_device: np.ndarray, alive_devices: np.ndarray) -> float:
+        """The round's compute window: the slowest device's modeled work for it
+        (``per_device``: :meth:`_device_compute_s` of the round)."""
         live = per_device[alive_devices] if alive_devices.any() else per_device
         modeled = float(live.max()) if live.size else 0.0
         return compute_window_s(self.n_devices, self.n_classes, modeled) if self.fixed_window else modeled
@@ -271,56 +210,31 @@ class Air:
             work += self.step_s
         return work
 
-    def _account(self, outcome: RoundOutcome) -> None:
-        """Add the round's energy, radio-on time and packet counts to every live device."""
-        air = outcome.air
-        self.virtual_time_s += outcome.latency_s
-        compute = self._device_compute_s(outcome.round_no)
-        nodes = self.device_nodes
-        parts = node_energy_mj(
-            tx_slots=air.tx_slots[nodes],
-            rx_slots=air.rx_slots[nodes],
-            off_slots=air.off_slots[nodes],
-            slot_s=air.slot_s,
-            air_s=air.air_s,
-            cpu_s=compute,
-            idle_s=np.maximum(0.0, outcome.compute_s - compute),
-            consts=self.energy,
-            rx_ok_slots=air.rx_ok_slots[nodes],
-            rx_listen_slots=None if air.rx_listen_slots is None else air.rx_listen_slots[nodes],
-        ).as_dict()
-        received, expected = self._foreign_counts(outcome)
-        live = outcome.alive_devices.astype(np.float64)
-        t = self.totals
-        for key in Totals.PARTS:
-            t.parts[key] += np.broadcast_to(np.asarray(parts[key], dtype=np.float64), live.shape) * live
-        t.radio_on_s += (air.tx_slots[nodes] + air.rx_slots[nodes]) * air.slot_s * live
-        t.compute_s_modeled += compute * live
-        live_i = outcome.alive_devices.astype(np.int64)
-        t.tx_slots += air.tx_slots[nodes] * live_i
-        t.rx_packets += received * live_i
-        t.lost_packets += (expected - received) * live_i
-        energy = sum(np.broadcast_to(np.asarray(parts[k], dtype=np.float64), live.shape)
-                     for k in Totals.PARTS) * live
-        kinds = outcome.packets.kind
-        if kinds is None:
-            kinds = np.full(outcome.packets.n_packets, -1, dtype=np.int8)
-        self.traffic.add(
-            kinds, int(air.n_slots), outcome.latency_s, int(air.tx_slots.sum()),
-            frame_bytes(air.air_s), energy)
+    def _account(self, outcomes: list[RoundOutcome], compute_s: np.ndarray) -> None:
+        """Add consecutive rounds' energy, radio-on time and packet counts to every live
+        device (``compute_s``: float [R, N], :meth:`_device_compute_s` of each round), all
+        at once and bitwise as one round at a time (coordinator/engine/accounting.py)."""
+        tallies, self.virtual_time_s = account_rounds(
+            outcomes, compute_s, self.totals, self.traffic, self.device_nodes, self.energy,
+            self.virtual_time_s)
+        for tally in tallies:
+            self._tallies[tally.round_no] = tally
 
-    def _foreign_counts(self, outcome: RoundOutcome) -> tuple[np.ndarray, np.ndarray]:
-        """Per device: packets of other live sources it decoded, and how many there were."""
-        source = outcome.packets.source.astype(np.int64)
-        source_alive = outcome.alive_devices[source]  # [G]
-        foreign = (source[None, :] != np.arange(self.n_devices)[:, None]) & source_alive[None, :]
-        decoded = outcome.air.decoded[self.device_nodes]  # [N, G]
-        return (decoded & foreign).sum(axis=1), foreign.sum(axis=1)
+    def tally(self, round_no: int) -> RoundTally | None:
+        """The run as it stood right after round ``round_no`` (None once forgotten, or for
+        rounds resolved before a restart)."""
+        return self._tallies.get(round_no)
 
     def round_record(self, outcome: RoundOutcome) -> AirRoundRecord:
-        """The air's part of a round's record (what the monitor and the report read)."""
+        """The air's part of a round's record (what the monitor and the report read): the
+        virtual time at the end of that round."""
         air = outcome.air
-        received, expected = self._foreign_counts(outcome)
+        tally = self.tally(outcome.round_no)
+        if tally is None:
+            r, e = foreign_counts([outcome], self.device_nodes)
+            received, expected, virtual_time_s = r[0], e[0], self.virtual_time_s
+        else:
+            received, expected, virtual_time_s = tally.received, tally.expected, tally.virtual_time_s
         decoded_ratio = np.where(expected > 0, received / np.maximum(expected, 1), 1.0).tolist()
         kind, epoch = self._round_kind_epoch(outcome.round_no)
         return AirRoundRecord(
@@ -331,7 +245,7 @@ class Air:
             slots=int(air.n_slots),
             slot_s=float(air.slot_s),
             latency_s=float(outcome.latency_s),
-            virtual_time_s=float(self.virtual_time_s),
+            virtual_time_s=float(virtual_time_s),
             alive=outcome.alive_devices.astype(int).tolist(),
             decoded_ratio=[round(x, 4) for x in decoded_ratio],
             loss=self.loss.describe(),

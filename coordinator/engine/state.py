@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from coordinator.engine.medium import RoundOutcome
+from coordinator.engine.outcome import RoundOutcome
 from coordinator.engine.records import EventRecord, RoundRecord, RunningAccuracy
 from protocol.wire.frames import Rx
 

@@ -54,23 +54,28 @@ class Traffic:
         counts = np.bincount(codes, minlength=len(KIND_BUCKETS)).astype(np.float64)
         return np.asarray(counts / max(1.0, float(counts.sum())), dtype=np.float64)
 
-    def add(self, kinds: np.ndarray, n_slots: int, latency_s: float, tx_frames: int,
-            frame_size_bytes: int, energy_mj: np.ndarray) -> float:
-        """Add one round; returns its bytes on air.
+    def add_rounds(self, kinds: list[np.ndarray], n_slots: np.ndarray, latency_s: np.ndarray,
+                   tx_frames: np.ndarray, frame_size_bytes: np.ndarray, energy_mj: np.ndarray) -> None:
+        """Add R consecutive rounds, bitwise as R calls of :meth:`add` in order.
 
-        ``kinds``: int8 [G] per packet; ``tx_frames``: transmissions of every node of the
-        topology in the round; ``energy_mj``: float [N], the devices' energy in the round.
+        ``kinds``: R int8 arrays [G_r]; ``n_slots``, ``tx_frames``, ``frame_size_bytes``: int
+        [R]; ``latency_s``: float [R]; ``energy_mj``: float [R, N]. The running sums are
+        ``np.add.accumulate`` over the rounds, which adds row after row as ``+=`` did.
         """
-        share = self.shares(kinds)
-        on_air = float(tx_frames * frame_size_bytes)
-        self.rounds += share
-        self.slots += share * n_slots
-        self.latency_s += share * latency_s
-        self.packets += share * kinds.shape[0]
-        self.payload_bytes += share * kinds.shape[0] * PACKET_PAYLOAD_BYTES
-        self.bytes_on_air += share * on_air
-        self.energy_mj += share[:, None] * np.asarray(energy_mj, dtype=np.float64)[None, :]
-        return on_air
+        share = np.stack([self.shares(k) for k in kinds])  # [R, buckets]
+        packets = np.array([k.shape[0] for k in kinds], dtype=np.int64)[:, None]
+        on_air = (tx_frames * frame_size_bytes).astype(np.float64)[:, None]
+
+        def add(total: np.ndarray, rows: np.ndarray) -> None:
+            total[...] = np.add.accumulate(np.concatenate([total[None], rows]), axis=0)[-1]
+
+        add(self.rounds, share)
+        add(self.slots, share * n_slots[:, None])
+        add(self.latency_s, share * latency_s[:, None])
+        add(self.packets, share * packets)
+        add(self.payload_bytes, share * packets * PACKET_PAYLOAD_BYTES)
+        add(self.bytes_on_air, share * on_air)
+        add(self.energy_mj, share[:, :, None] * np.asarray(energy_mj, dtype=np.float64)[:, None, :])
 
     def as_dict(self) -> dict[str, Any]:
         """``{bucket: {rounds, slots, latency_s, packets, payload_bytes, bytes_on_air,

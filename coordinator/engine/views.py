@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from coordinator.engine.medium import Totals
+from coordinator.engine.accounting import RoundTally, Totals
 from coordinator.engine.records import NodeRoundView
 from coordinator.engine.registry import DOWN, NodeEntry
 
 
-def node_round_views(entries: list[NodeEntry], totals: Totals) -> list[NodeRoundView]:
-    """One view per registered device (energy in mJ, rounded to 1 nJ; cumulative counts)."""
+def node_round_views(entries: list[NodeEntry], totals: Totals | RoundTally) -> list[NodeRoundView]:
+    """One view per registered device (energy in mJ, rounded to 1 nJ; cumulative counts),
+    from the run's totals or from a round's tally (the totals right after that round)."""
     energy = np.round(totals.energy_mj, 6).tolist()
     rx, lost, tx = totals.rx_packets.tolist(), totals.lost_packets.tolist(), totals.tx_slots.tolist()
     return [

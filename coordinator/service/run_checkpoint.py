@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from coordinator.engine.engine import RunEngine
-from coordinator.engine.medium import Totals
+from coordinator.engine.accounting import Totals
 from coordinator.service.run_state import Progress, round_from_plain, round_to_plain
 from coordinator.service.scenario import ScenarioEvent
 from protocol.files import SealedFileError, read_sealed, write_sealed

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from coordinator.engine.engine import RunEngine
-from coordinator.engine.medium import Air, RoundOutcome
+from coordinator.engine.medium import Air
+from coordinator.engine.outcome import RoundOutcome
 from coordinator.engine.records import RunningAccuracy
 from coordinator.service.scenario import ScenarioEvent
 from protocol.air.radio.resolve import AirResult

@@ -80,10 +80,15 @@ def _arr(x: object) -> np.ndarray | float:
     return float(a) if a.ndim == 0 else a
 
 
-def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_s: float,
-                    air_s: float, consts: EnergyConstants = DEFAULT_CONSTANTS,
+def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object,
+                    slot_s: float | np.ndarray, air_s: float | np.ndarray,
+                    consts: EnergyConstants = DEFAULT_CONSTANTS,
                     rx_ok_slots: object = None, rx_listen_slots: object = None) -> EnergyBreakdown:
     """Energy of the radio phase (cpu_mj = 0) from slot counts (scalars or per-node arrays).
+
+    ``slot_s`` and ``air_s`` (seconds) are scalars, or arrays that broadcast against the
+    counts (e.g. float [R, 1] for counts [R, N] of R rounds): every term is elementwise, so
+    many rounds at once give bitwise what each round gives alone.
 
     ``rx_ok_slots`` (a subset of ``rx_slots``) are listening slots in which a packet
     arrived; ``None``: every listening slot received (an upper bound). ``rx_listen_slots``
@@ -91,9 +96,9 @@ def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_
     ``None``: none. The remaining listening slots end in the RX timeout.
     """
     c = consts
-    if air_s < 0 or slot_s <= 0:
+    if np.any(np.asarray(air_s) < 0) or np.any(np.asarray(slot_s) <= 0):
         raise ValueError(f"need slot_s > 0 and air_s >= 0, got {slot_s}, {air_s}")
-    if c.ramp_s + max(air_s, c.timeout_s) > slot_s + 1e-15:
+    if np.any(c.ramp_s + np.maximum(air_s, c.timeout_s) > np.asarray(slot_s) + 1e-15):
         raise ValueError(f"slot_s = {slot_s} s is shorter than ramp + air time / timeout")
     tx, rx, off = _arr(tx_slots), _arr(rx_slots), _arr(off_slots)
     ok = rx if rx_ok_slots is None else _arr(rx_ok_slots)
@@ -114,8 +119,8 @@ def radio_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_
     return EnergyBreakdown(_arr(0.0 * tx), tx_mj, rx_mj, low_mj)
 
 
-def node_energy_mj(tx_slots: object, rx_slots: object, off_slots: object, slot_s: float,
-                   air_s: float, cpu_s: object = 0.0, idle_s: object = 0.0,
+def node_energy_mj(tx_slots: object, rx_slots: object, off_slots: object,
+                   slot_s: float | np.ndarray, air_s: float | np.ndarray, cpu_s: object = 0.0, idle_s: object = 0.0,
                    consts: EnergyConstants = DEFAULT_CONSTANTS,
                    rx_ok_slots: object = None, rx_listen_slots: object = None) -> EnergyBreakdown:
     """Radio energy plus ``cpu_s`` seconds of CPU and ``idle_s`` seconds in low power."""
