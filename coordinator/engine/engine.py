@@ -79,6 +79,7 @@ class RunEngine:
                        protocol=setup.protocol, seed=self.config.model.seed,
                        series_length=self.config.series_length, n_classes=self.config.n_classes,
                        profile=self.config.profile)
+        self.air.speculative = self.options.speculate
         self.plans = plan_exchanges(self.stream, lockstep=self.options.lockstep or self.options.realtime)
         self.state = RunState(started_wall=self.clock.monotonic())
         self.finals: dict[int, Final] = {}
@@ -300,6 +301,9 @@ class RunEngine:
         self.state.exchange = plan.exchange
         message = plan.message()
         expected = {e.identity: e.device for e in self.registry.reachable() if self.send(e.identity, message)}
+        answering = np.zeros(self.config.n_devices, dtype=bool)
+        answering[list(expected.values())] = True
+        self.air.speculate(plan.last_round + 1, answering)  # the radio runs while they compute
         collected = self._collect(plan, expected)
         if collected is None:
             return  # a stop request came while the devices computed: the exchange never was

@@ -28,7 +28,7 @@ from protocol.air.energy import EnergyConstants
 from protocol.air.timing import compute_window_s
 from protocol.air.loss import LossModel
 from protocol.air.radio.firmware_round import firmware_round
-from protocol.air.radio.resolve import AirResult, resolve_batch
+from protocol.air.radio.resolve import AirResult, resolve_batch_deferred
 from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, RoundPackets, Stream, round_packets
 from protocol.air.topology import Topology
 
@@ -38,6 +38,20 @@ def _message_ok(decoded: np.ndarray, packet_ids: tuple[int, ...]) -> np.ndarray:
     if not packet_ids:
         return np.zeros(decoded.shape[0], dtype=bool)
     return np.asarray(decoded[:, list(packet_ids)].all(axis=1), dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class _Radio:
+    """What the radio did in consecutive rounds, for devices ``alive_devices``, with the loss
+    model at ``revision``; ``commit`` stores its Gilbert–Elliott states (call it once, when
+    the results are used)."""
+
+    rounds: list[int]
+    alive_devices: np.ndarray
+    revision: int
+    packets: list[RoundPackets]
+    airs: list[AirResult]
+    commit: Callable[[], None]
 
 
 class Air:
@@ -77,6 +91,12 @@ class Air:
         #: Whether timed events wait for :attr:`before_round` (None: assume they may).
         self.events_pending: Callable[[], bool] | None = None
         self.next_round = 0  # first round not yet resolved
+        #: Resolve the radio while the devices compute (:meth:`speculate`); False: only when
+        #: the TXs are in (the same results, later).
+        self.speculative = True
+        self._speculation: _Radio | None = None
+        self.speculation_hits = 0  # exchanges whose radio was resolved ahead of time and used
+        self.speculation_misses = 0  # ... resolved ahead, then dropped (a device silent, a fault)
         self.totals = Totals(self.n_devices)
         self.virtual_time_s = 0.0
         # Modeled per-device MCU time per sample and per optimizer step (reported by nodes).
@@ -96,6 +116,7 @@ class Air:
     def restore(self, outcomes: list[RoundOutcome], totals: Totals, next_round: int,
                 virtual_time_s: float, sample_s: np.ndarray, step_s: np.ndarray) -> None:
         """Put back what a checkpoint saved (see :meth:`cached`)."""
+        self._speculation = None
         self._cache = {o.round_no: o for o in outcomes}
         self.totals = totals
         self.next_round = next_round
@@ -119,8 +140,7 @@ class Air:
         scenario events wait: those fire between rounds, so each round is then resolved alone.
         """
         stop = min(stop_round, self.stream.n_rounds)
-        events = self.before_round is not None and (self.events_pending is None or self.events_pending())
-        if not events:
+        if not self._events_wait():
             return self._resolve_rounds(list(range(self.next_round, stop)), alive_devices)
         new: list[RoundOutcome] = []
         while self.next_round < stop:
@@ -136,15 +156,32 @@ class Air:
         for r in [r for r in self._tallies if r < round_no]:
             del self._tallies[r]
 
-    def _resolve_rounds(self, rounds: list[int], alive_devices: np.ndarray) -> list[RoundOutcome]:
-        """Resolve consecutive ``rounds`` (from ``next_round`` on), account them, cache them."""
-        if not rounds:
-            return []
+    def speculate(self, stop_round: int, alive_devices: np.ndarray) -> None:
+        """Resolve the radio part of the rounds below ``stop_round`` ahead of time, assuming
+        ``alive_devices`` will answer (the engine calls this right after its ROUNDs left, so
+        the radio runs while the devices compute). Nothing changes until :meth:`resolve_until`
+        asks for exactly these rounds with the same devices and an unchanged loss model
+        (``LossModel.revision``); otherwise the guess is dropped and the rounds are resolved
+        then. The guess is the same computation on the same inputs, so using it is bitwise
+        resolving then. Not with timed scenario events (they fire between rounds)."""
+        self._speculation = None
+        if not self.speculative or self._events_wait():
+            return
+        rounds = list(range(self.next_round, min(stop_round, self.stream.n_rounds)))
+        if rounds:
+            self._speculation = self._radio(rounds, alive_devices)
+
+    def _events_wait(self) -> bool:
+        return self.before_round is not None and (self.events_pending is None or self.events_pending())
+
+    def _radio(self, rounds: list[int], alive_devices: np.ndarray) -> _Radio:
+        """The radio's results for ``rounds`` (uncommitted: see :class:`_Radio`)."""
         packets = [round_packets(self.stream, r, self.series_length, self.n_classes, initiator=0)
                    for r in rounds]
         alive = self.loss.node_up_mask().copy()
         alive[self.device_nodes[~alive_devices]] = False
-        airs = resolve_batch(
+        revision = self.loss.revision
+        airs, commit = resolve_batch_deferred(
             self.protocol,
             self.topology,
             [self.device_nodes[p.source.astype(np.int64)].astype(np.int16) for p in packets],
@@ -154,6 +191,25 @@ class Air:
             alive=alive,
             payload_bytes=self.payload_bytes,
         )
+        return _Radio(rounds, alive_devices.copy(), revision, packets, airs, commit)
+
+    def _take_speculation(self, rounds: list[int], alive_devices: np.ndarray) -> _Radio | None:
+        spec, self._speculation = self._speculation, None
+        if (spec is not None and spec.rounds == rounds and spec.revision == self.loss.revision
+                and np.array_equal(spec.alive_devices, alive_devices)):
+            self.speculation_hits += 1
+            return spec
+        if spec is not None:
+            self.speculation_misses += 1
+        return None
+
+    def _resolve_rounds(self, rounds: list[int], alive_devices: np.ndarray) -> list[RoundOutcome]:
+        """Resolve consecutive ``rounds`` (from ``next_round`` on), account them, cache them."""
+        if not rounds:
+            return []
+        radio = self._take_speculation(rounds, alive_devices) or self._radio(rounds, alive_devices)
+        radio.commit()
+        packets, airs = radio.packets, radio.airs
         out: list[RoundOutcome] = []
         work = np.stack([self._device_compute_s(r) for r in rounds])  # [R, N] modeled MCU s
         for round_no, round_packets_, air, device_s in zip(rounds, packets, airs, work):

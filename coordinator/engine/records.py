@@ -43,23 +43,26 @@ class RunningAccuracy:
 
 
 @dataclass(frozen=True)
-class NodeRoundView:
-    """One device as a round's record shows it (energy in mJ, cumulative over the run)."""
+class NodeRoundViews:
+    """The devices as a round's record shows them, one entry per registered device in each
+    list (energy in mJ, cumulative over the run; counts cumulative). Kept as columns: a
+    record is built for every radio round, and its JSON is the only place rows appear."""
 
-    id: int
-    status: str
-    ram_bytes: int | None
-    energy_mj: float
-    rx_packets: int
-    lost_packets: int
-    tx_slots: int
+    id: list[int]
+    status: list[str]
+    ram_bytes: list[int | None]
+    energy_mj: list[float]
+    rx_packets: list[int]
+    lost_packets: list[int]
+    tx_slots: list[int]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "status": self.status, "ram_bytes": self.ram_bytes,
-            "energy_mj": self.energy_mj, "rx_packets": self.rx_packets,
-            "lost_packets": self.lost_packets, "tx_slots": self.tx_slots,
-        }
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {"id": i, "status": s, "ram_bytes": r, "energy_mj": e, "rx_packets": rx,
+             "lost_packets": lost, "tx_slots": tx}
+            for i, s, r, e, rx, lost, tx in zip(self.id, self.status, self.ram_bytes, self.energy_mj,
+                                                self.rx_packets, self.lost_packets, self.tx_slots)
+        ]
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RoundRecord:
     air: AirRoundRecord
     accuracy: RunningAccuracy
     wall_time_s: float  # since the run started
-    nodes: list[NodeRoundView] = field(default_factory=list)
+    nodes: NodeRoundViews | None = None
 
     @property
     def round_no(self) -> int:
@@ -103,7 +106,7 @@ class RoundRecord:
         }
         out.update(self.accuracy.to_json())  # the training epoch wins over the round's
         out["wall_time_s"] = self.wall_time_s
-        out["nodes"] = [n.to_json() for n in self.nodes]
+        out["nodes"] = [] if self.nodes is None else self.nodes.to_json()
         return out
 
 

@@ -44,6 +44,9 @@ class EngineOptions:
     down_after: int = 3
     lockstep: bool = False
     realtime: bool = False
+    #: Resolve each exchange's radio while the devices compute (coordinator/engine/medium.py,
+    #: ``Air.speculate``); False: only once their TXs are in. The same results either way.
+    speculate: bool = True
 
 
 @dataclass

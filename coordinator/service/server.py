@@ -94,11 +94,12 @@ class CoordinatorOptions:
     in_process: bool = False  # the devices run inside this process (no node socket)
     #: longest wall time between full checkpoints, s (the replay log covers the rest)
     checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
+    speculate: bool = True  # resolve the radio while the devices compute (EngineOptions)
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(deadline_s=self.deadline_s, register_timeout_s=self.register_timeout_s,
                              final_timeout_s=self.final_timeout_s, down_after=self.down_after,
-                             lockstep=self.lockstep, realtime=self.realtime)
+                             lockstep=self.lockstep, realtime=self.realtime, speculate=self.speculate)
 
 
 @dataclass

@@ -52,6 +52,9 @@ class LossModel:
         self._faults = Faults()
         self._cache: dict[Any, np.ndarray] = {}
         self._ge_cache: tuple[np.ndarray, ...] | None = None
+        #: Bumped by every change of the model (faults, Gilbert–Elliott states committed):
+        #: what was resolved ahead of time at one revision is valid only at the same one.
+        self.revision = 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -105,6 +108,7 @@ class LossModel:
     def _changed(self) -> None:
         self._cache.clear()
         self._ge_cache = None
+        self.revision += 1
 
     # ------------------------------------------------------------------ commands
     def set_bernoulli(self, p: float, link: Sequence[int] | None = None, directed: bool = False) -> None:
@@ -306,6 +310,7 @@ class LossModel:
         for k, (a, b) in enumerate(zip(ge.src.tolist(), ge.dst.tolist())):
             self._faults.ge_state[(a, b)] = bool(ge_bad_after[k])
         self._faults.last_round = max(self._faults.last_round, int(view.round_nos[-1]))
+        self.revision += 1
 
     def sample_links(self, round_no: int, n_slots: int, seed: int) -> np.ndarray:
         """Realize every link in every slot of a round: bool [n_slots, n, n] (and commit GE).

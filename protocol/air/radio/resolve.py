@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -151,6 +151,35 @@ def resolve_batch(
     smart_shutdown: bool = True,
     resync_after: int = RESYNC_AFTER_SLOTS,
 ) -> list[AirResult]:
+    """Resolve consecutive rounds ``round_nos`` (strictly increasing) in one call and commit
+    the Gilbert–Elliott states to ``loss`` (see :func:`resolve_batch_deferred`)."""
+    airs, commit = resolve_batch_deferred(
+        protocol, topology, sources, round_nos, loss, seed, alive, payload_bytes, phy, n_tx,
+        tx_prob, n_slots, final_tx, idle_off, capture, rx_power_dbm, smart_shutdown, resync_after)
+    commit()
+    return airs
+
+
+def resolve_batch_deferred(
+    protocol: str,
+    topology: Topology,
+    sources: Sequence[np.ndarray],
+    round_nos: Sequence[int],
+    loss: LossModel | None = None,
+    seed: int = 0,
+    alive: np.ndarray | None = None,
+    payload_bytes: int = 100,
+    phy: str = "2M",
+    n_tx: int = 3,
+    tx_prob: float = 0.5,
+    n_slots: int | None = None,
+    final_tx: int = 2,
+    idle_off: int = 8,
+    capture: CaptureModel = DEFAULT_CAPTURE,
+    rx_power_dbm: np.ndarray | None = None,
+    smart_shutdown: bool = True,
+    resync_after: int = RESYNC_AFTER_SLOTS,
+) -> tuple[list[AirResult], Callable[[], None]]:
     """Resolve consecutive rounds ``round_nos`` (strictly increasing) in one call.
 
     ``sources[i]``: topology node of each packet of round ``round_nos[i]``. ``alive``:
@@ -164,7 +193,12 @@ def resolve_batch(
     threshold), ``rx_power_dbm`` (float [n, n] received power of a at b, dBm; default from the
     positions, :func:`~protocol.air.radio.capture.link_power_mw`), ``smart_shutdown`` (mode 2;
     False: nodes stay on all round), ``resync_after`` (silent synced listening slots before a
-    sync loss; 0: never). Commits the Gilbert–Elliott states to ``loss``.
+    sync loss; 0: never).
+
+    Returns the rounds' results and a function that commits the Gilbert–Elliott states after
+    them to ``loss`` (the one side effect): a caller that resolves ahead of time (the engine
+    while the devices compute) calls it only if the results are used, and only while
+    ``loss`` has not changed since (``LossModel.revision``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use 'mixer', 'mixer-coordinated' or 'glossy'")
@@ -172,7 +206,7 @@ def resolve_batch(
     if len(sources) != rounds.size:
         raise ValueError(f"got {len(sources)} source arrays for {rounds.size} rounds")
     if rounds.size == 0:
-        return []
+        return [], _nothing
     if not 0.0 < tx_prob <= 1.0:
         raise ValueError(f"tx_prob must lie in (0, 1], got {tx_prob}")
     if n_tx < 1:
@@ -230,8 +264,6 @@ def resolve_batch(
                             src_flat, g_ptr, int(flood), int(n_tx), seeds,
                             decoded_flat, d_ptr, counts, full_rank, completion, first_rx)
         phy_bytes = [GLOSSY_HEADER_BYTES + payload_bytes] * rounds.size
-    if loss is not None:
-        loss.commit(view, ge_bad)
     for arr in (decoded_flat, counts, full_rank):
         arr.setflags(write=False)
     if first_rx is not None:
@@ -248,7 +280,14 @@ def resolve_batch(
             slot_s=air + timing.SLOT_GUARD_S, air_s=air, completion_slot=int(completion[i]),
             first_rx_slot=fr, rx_listen_slots=counts[i, 4],
         ))
-    return out
+    if loss is None:
+        return out, _nothing
+    ge_bad.setflags(write=False)
+    return out, lambda: loss.commit(view, ge_bad)
+
+
+def _nothing() -> None:
+    """The commit of a batch that changes no loss state."""
 
 
 def resolve(
