@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -70,11 +71,29 @@ class ZygoteError(RuntimeError):
     """The zygote did not start, died, or refused a request."""
 
 
+@dataclass(frozen=True)
+class SpawnRequest:
+    """One child for :meth:`ZygoteClient.spawn_many`: its name, ``main(argv)``, log file and
+    environment on top of the node environment."""
+
+    name: str
+    argv: list[str]
+    log_path: Path | None = None
+    env: dict[str, str] | None = None
+    main: str = "node"  # an entry point of node/zygote.py's ENTRY_POINTS
+
+
 class ZygoteClient:
     """The launcher's end of one zygote process: spawn requests out, replies and exits in."""
 
     def __init__(self, tag: str = "", log_path: Path | None = None,
                  on_exit: Callable[[str, int, int], None] | None = None) -> None:
+        """Start the zygote (it loads in the background: :meth:`wait_ready`).
+
+        ``log_path``: its stderr; None keeps what it writes in an unnamed temporary file
+        until :meth:`log_to` names the log (a zygote started before the run directory may
+        change, see :func:`start_run_zygote`), so that nothing of it is lost.
+        """
         self.on_exit = on_exit  # (name, pid, code), called on the reader thread
         self._cond = threading.Condition()
         self._replies: dict[int, dict[str, Any]] = {}
@@ -83,17 +102,18 @@ class ZygoteClient:
         self._ready: dict[str, Any] | None = None
         self._dead = False
         self._write_lock = threading.Lock()
-        err: Any = subprocess.DEVNULL
+        err: IO[bytes]
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             err = open(log_path, "ab")
+        else:
+            err = tempfile.TemporaryFile(prefix="rocknet-zygote-")
         cmd = [sys.executable, "-m", "node.zygote", "--parent", str(os.getpid())]
         if tag:
             cmd += ["--tag", tag]
-        self.proc = subprocess.Popen(cmd, env=node_env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=err, start_new_session=True)
-        if err is not subprocess.DEVNULL:
-            err.close()
+        with err:  # the zygote holds its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, env=node_env(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin: IO[bytes] = self.proc.stdin
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
@@ -157,24 +177,55 @@ class ZygoteClient:
             except (BrokenPipeError, ValueError, OSError) as exc:
                 raise ZygoteError(f"the zygote (pid {self.pid}) is gone: {exc}") from exc
 
-    def spawn(self, name: str, argv: list[str], log_path: Path | None = None,
-              env: dict[str, str] | None = None, timeout_s: float = SPAWN_TIMEOUT_S) -> int:
-        """Fork one node running ``python -m node ARGV``; returns its PID."""
-        self.wait_ready()
+    def _request_id(self) -> int:
         with self._cond:
             request_id = self._next_id
             self._next_id += 1
-        self._send({"spawn": name, "id": request_id, "argv": argv,
-                    "log": None if log_path is None else str(log_path), "env": env or {}})
+        return request_id
+
+    def _reply(self, request_id: int, what: str, timeout_s: float) -> dict[str, Any]:
         with self._cond:
             if not self._cond.wait_for(lambda: request_id in self._replies or self._dead, timeout_s):
-                raise ZygoteError(f"the zygote did not answer the spawn of {name} within {timeout_s:.0f} s")
+                raise ZygoteError(f"the zygote did not answer {what} within {timeout_s:.0f} s")
             reply = self._replies.pop(request_id, None)
         if reply is None:
-            raise ZygoteError(f"the zygote died while spawning {name}")
-        if "pid" not in reply:
-            raise ZygoteError(f"the zygote could not spawn {name}: {reply.get('error')}")
-        return int(reply["pid"])
+            raise ZygoteError(f"the zygote died during {what}")
+        return reply
+
+    def log_to(self, path: Path, timeout_s: float = SPAWN_TIMEOUT_S) -> None:
+        """Move the zygote's stderr to ``path`` (with what it wrote before, see ``__init__``)."""
+        self.wait_ready()
+        request_id = self._request_id()
+        self._send({"log": str(path), "id": request_id})
+        reply = self._reply(request_id, f"the move of its log to {path}", timeout_s)
+        if "logging" not in reply:
+            raise ZygoteError(f"the zygote could not log to {path}: {reply.get('error')}")
+
+    def spawn(self, name: str, argv: list[str], log_path: Path | None = None,
+              env: dict[str, str] | None = None, timeout_s: float = SPAWN_TIMEOUT_S,
+              main: str = "node") -> int:
+        """Fork one child running ``main``'s ``main(ARGV)`` (``node``: ``python -m node
+        ARGV``; ``reference``: the centralized reference, see ``node/zygote.py``); its PID."""
+        return self.spawn_many([SpawnRequest(name, argv, log_path, env, main)], timeout_s)[0]
+
+    def spawn_many(self, requests: list[SpawnRequest], timeout_s: float = SPAWN_TIMEOUT_S) -> list[int]:
+        """Fork one child per request; returns their PIDs in order. Every request is sent
+        before the first answer is awaited: the zygote forks them back to back instead of
+        waiting for this thread to wake up between two (~5 ms a node on a loaded host)."""
+        self.wait_ready()
+        ids = []
+        for req in requests:
+            ids.append(self._request_id())
+            self._send({"spawn": req.name, "id": ids[-1], "argv": req.argv, "main": req.main,
+                        "log": None if req.log_path is None else str(req.log_path), "env": req.env or {}})
+        deadline = time.monotonic() + timeout_s
+        pids = []
+        for req, request_id in zip(requests, ids):
+            reply = self._reply(request_id, f"the spawn of {req.name}", max(deadline - time.monotonic(), 0.0))
+            if "pid" not in reply:
+                raise ZygoteError(f"the zygote could not spawn {req.name}: {reply.get('error')}")
+            pids.append(int(reply["pid"]))
+        return pids
 
     def exit_code(self, pid: int) -> int | None:
         with self._cond:
@@ -186,8 +237,15 @@ class ZygoteClient:
             return self._cond.wait_for(
                 lambda: self._dead or all(p in self._codes for p in pids), timeout_s)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Close its stdin (it stops what is left of its children and exits); reap it."""
+    def close(self, timeout_s: float = 10.0, terminate: bool = False) -> None:
+        """Close its stdin (it stops what is left of its children and exits); reap it.
+        Idempotent. ``terminate``: SIGTERM it as well, for a zygote that may still be loading
+        (it reads its stdin only once it is warm; a run that ends before needs it gone now)."""
+        if terminate and self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                pass
         with self._write_lock:
             try:
                 self._stdin.close()
@@ -199,6 +257,17 @@ class ZygoteClient:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(timeout=5.0)
+
+
+def start_run_zygote(out_dir: Path) -> ZygoteClient:
+    """Start the zygote of a local run in ``out_dir`` before the run is set up: it loads the
+    node code and kernels (~0.5 s of one core) while the launcher imports and builds the
+    setup on the other. Nothing under ``out_dir`` is touched (its log waits in a temporary
+    file, see :meth:`ZygoteClient.log_to`); its command line names ``out_dir`` as a backend's
+    would. Hand it to :class:`ProcessBackend` (``prestarted``), or close it
+    (``close(terminate=True)``) if the run never gets that far. Start it from a thread that
+    lives as long as the run (``PR_SET_PDEATHSIG``, see the module docstring)."""
+    return ZygoteClient(tag=str(Path(out_dir) / "checkpoints"))
 
 
 @dataclass
@@ -217,6 +286,9 @@ class ProcessBackend:
     on_exit: Callable[[str, int], None] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # zygote=False
     pids: dict[str, int] = field(default_factory=dict)  # name -> PID of its latest process
+    #: A zygote started before this backend (:func:`start_run_zygote`): used (and closed by
+    #: :meth:`terminate`) instead of starting one.
+    prestarted: ZygoteClient | None = field(default=None, repr=False)
     _zygote: ZygoteClient | None = field(default=None, init=False, repr=False)
     _exits: list[tuple[str, int]] = field(default_factory=list, init=False, repr=False)
     _reported: set[int] = field(default_factory=set, init=False, repr=False)
@@ -225,6 +297,10 @@ class ProcessBackend:
 
     def name(self, index: int) -> str:
         return node_name(index)
+
+    @property
+    def _node_names(self) -> set[str]:
+        return {self.name(i) for i in range(self.n_nodes)}
 
     # ------------------------------------------------------------------ starting
     def prepare(self) -> None:
@@ -237,12 +313,24 @@ class ProcessBackend:
             return
         if self._zygote is not None and self._zygote.alive:
             return
-        tag = str(self.checkpoint_dir or self.log_dir or "")
         zlog = None if self.log_dir is None else self.log_dir / "zygote.log"
-        self._zygote = ZygoteClient(tag=tag, log_path=zlog, on_exit=self._on_zygote_exit)
-        ready = self._zygote.wait_ready()
+        if self.prestarted is not None and self._zygote is None:
+            self._zygote, self.prestarted = self.prestarted, None
+            self._zygote.on_exit = self._on_zygote_exit
+            ready = self._zygote.wait_ready()
+            if zlog is not None:
+                self._zygote.log_to(zlog)
+        else:
+            tag = str(self.checkpoint_dir or self.log_dir or "")
+            self._zygote = ZygoteClient(tag=tag, log_path=zlog, on_exit=self._on_zygote_exit)
+            ready = self._zygote.wait_ready()
         log.info("zygote %d ready (%.1f s to load the node code and kernels)",
                  ready["pid"], ready.get("warm_s", 0.0))
+
+    @property
+    def zygote_client(self) -> ZygoteClient | None:
+        """The zygote that forks the nodes (None without one, or before :meth:`prepare`)."""
+        return self._zygote
 
     @property
     def zygote_pid(self) -> int | None:
@@ -267,10 +355,7 @@ class ProcessBackend:
         restarted node keeps its name and checkpoint. Returns its PID."""
         self.prepare()
         name = self.name(index)
-        log_path = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self.log_dir / f"{name}.log"
+        log_path = self._log_path(name)
         if self._zygote is not None:
             pid = self._zygote.spawn(name, self.node_argv(index), log_path, env)
         else:
@@ -290,13 +375,30 @@ class ProcessBackend:
         self.processes[name] = proc
         return proc
 
+    def _log_path(self, name: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
     def start_all(self) -> None:
+        """Start every node (with a zygote: all spawn requests at once, see
+        :meth:`ZygoteClient.spawn_many`)."""
         self.prepare()
-        for i in range(self.n_nodes):
-            self.start(i)
+        if self._zygote is None:
+            for i in range(self.n_nodes):
+                self.start(i)
+            return
+        names = [self.name(i) for i in range(self.n_nodes)]
+        pids = self._zygote.spawn_many([SpawnRequest(name, self.node_argv(i), self._log_path(name))
+                                        for i, name in enumerate(names)])
+        with self._lock:
+            self.pids.update(zip(names, pids))
 
     # ------------------------------------------------------------------ exits
     def _on_zygote_exit(self, name: str, pid: int, code: int) -> None:
+        if name not in self._node_names:  # another child of the zygote (the reference)
+            return
         with self._lock:
             if pid in self._reported:
                 return
@@ -359,6 +461,9 @@ class ProcessBackend:
 
     def terminate(self, grace_s: float = 10.0) -> None:
         """Stop every node: wait for clean exits, then SIGTERM, then SIGKILL; then the zygote."""
+        if self.prestarted is not None:  # never used: no node of it to wait for
+            self.prestarted.close(terminate=True)
+            self.prestarted = None
         if self._zygote is None:
             self._terminate_popen(grace_s)
             return
