@@ -7,7 +7,9 @@ stop``, SIGINT/SIGTERM, a refusal, a bad setup) stop what is left and write ``su
 
 The local-process backend's zygote starts first (right after the refusal check; ``rocknet
 run`` starts it even before its own imports and hands it in), so that its ~0.5 s of loading
-runs beside the setup instead of after it; the centralized reference is then forked by it too.
+runs beside the setup instead of after it; meanwhile the coordinator loads its own air kernel
+(``coordinator/service/air_warmup.py``); the centralized reference is then forked by the zygote
+too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from coordinator.backends.interface import NodeBackend
 from coordinator.backends.inprocess import InProcessBackend
 from coordinator.engine.inprocess_link import InProcessLink
 from coordinator.backends.processes import ProcessBackend, ZygoteClient, start_run_zygote
+from coordinator.service.air_warmup import warm_air
 from coordinator.service.summary import RunSummary, build_summary
 from coordinator.service.results import RunWriter
 from coordinator.service.reference import OFF, Reference, ReferenceResult
@@ -91,13 +94,18 @@ def run_testbed(
         refuse_finished_run(out)
         if zygote is None and uses_zygote(launch):
             zygote = start_run_zygote(out)
-    except BaseException:
+        # Before StopSignals: a Ctrl-C while this line is written is a KeyboardInterrupt,
+        # which logging lets through (it swallows an Exception such as RunInterrupted, and
+        # the setup would go on) - the moment a script that waits for this line signals.
+        log.info("setting up: %s, %d devices, out %s", args.dataset, args.nodes, out)
+    except BaseException as exc:
         if zygote is not None:
             zygote.close(terminate=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise RunInterrupted("interrupted by SIGINT") from None
         raise
     with StopSignals() as signals:  # from here on, Ctrl-C ends the setup at once
         try:
-            log.info("setting up: %s, %d devices, out %s", args.dataset, args.nodes, out)
             setup = build_setup(args)
             writer = RunWriter(out)
             writer.config({"args": asdict(args), "run": setup.config.to_dict(),
@@ -116,6 +124,8 @@ def run_testbed(
                 ensure_keys(launch.coordinator.curve_dir, local_node_names(setup.config.n_devices))
             coord = Coordinator(setup, launch.coordinator, on_round=record_round, on_event=on_event,
                                 scenario=launch.scenario, writer=writer, checkpoint_dir=out)
+            if signals.received:  # its RunInterrupted was swallowed (a library's ``except Exception``)
+                raise RunInterrupted(f"interrupted by {signals.received[0]}")
         except BaseException:
             if zygote is not None:  # a bad setup (or Ctrl-C in it): no process stays behind
                 zygote.close(terminate=True)
@@ -125,6 +135,8 @@ def run_testbed(
         backend: NodeBackend | None = None
         reference: Reference | None = None
         try:
+            if uses_zygote(launch):  # the coordinator's kernel while the nodes' loads (air_warmup.py)
+                warm_air(coord.engine.air)
             backend = _start_backend(coord, setup, launch, out, zygote)
             if launch.reference:
                 # After the nodes (they hold up the run's start, the reference does not);
