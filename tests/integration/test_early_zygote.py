@@ -20,7 +20,8 @@ from coordinator.service.launch import FinishedRunDirectory, LaunchOptions, run_
 from coordinator.service.reference import TRAINED, Reference
 from coordinator.service.run_setup import RunArgs, SetupError, build_setup
 from coordinator.service.server import CoordinatorOptions
-from coordinator.ui.cli import _early_zygote, build_parser
+from coordinator.ui.cli import build_parser
+from coordinator.ui.run_command import early_zygote
 
 pytestmark = pytest.mark.usefixtures("warm_numba")
 
@@ -78,7 +79,7 @@ def test_a_finished_run_directory_is_refused_before_any_zygote_starts(tmp_path: 
     assert run_testbed(args, launch)["phase"] == "finished"
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
     parsed = build_parser(tools=False).parse_args(["run", "--out", str(out), *TINY])
-    assert _early_zygote(parsed, out, spawn_nodes=True) is None  # refused: none started
+    assert early_zygote(parsed, out, spawn_nodes=True) is None  # refused: none started
     done = rocknet("run", "--out", str(out), *TINY)
     assert done.returncode == 2 and "holds a finished run" in done.stderr
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
@@ -94,9 +95,9 @@ def test_only_a_run_of_local_node_processes_starts_a_zygote_early(tmp_path: Path
     out = tmp_path / "run"
     parser = build_parser(tools=False)
     for flags in (["--backend", "inprocess"], ["--seeds", "2"]):
-        assert _early_zygote(parser.parse_args(["run", "--out", str(out), *flags]), out, True) is None
-    assert _early_zygote(parser.parse_args(["coordinator", "--out", str(out)]), out, False) is None
-    zygote = _early_zygote(parser.parse_args(["run", "--out", str(out)]), out, True)
+        assert early_zygote(parser.parse_args(["run", "--out", str(out), *flags]), out, True) is None
+    assert early_zygote(parser.parse_args(["coordinator", "--out", str(out)]), out, False) is None
+    zygote = early_zygote(parser.parse_args(["run", "--out", str(out)]), out, True)
     try:
         assert zygote is not None and processes_of(out) == [psutil.Process(zygote.pid)]
     finally:
