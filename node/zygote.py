@@ -77,6 +77,9 @@ ENTRY_POINTS = {"node": "node.process", "reference": "node.offline.reference"}
 def preload() -> float:
     """Import everything a node needs and load its numba kernels; returns the seconds taken."""
     started = time.perf_counter()
+    from protocol.numba_startup import load_array_support
+
+    load_array_support()  # before any kernel loads: numba without scipy's BLAS (~0.1 s)
     import numpy  # noqa: F401
     import psutil  # noqa: F401
     import zmq  # noqa: F401  (the module only: a context must never cross the fork)

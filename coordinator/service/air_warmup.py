@@ -17,6 +17,7 @@ import numpy as np
 
 from coordinator.engine.medium import Air
 from protocol.air.radio.resolve import resolve_batch
+from protocol.numba_startup import load_array_support
 
 log = logging.getLogger("rocknet.launcher")
 
@@ -27,6 +28,7 @@ def warm_air(air: Air) -> float:
     it took. The arguments have the types the run's own calls have (``Air._resolve_rounds``),
     so that numba picks (and loads) the same compiled version."""
     started = time.perf_counter()
+    load_array_support()  # numba's target without scipy's BLAS (~0.1 s, protocol/numba_startup.py)
     sources = [np.asarray(air.device_nodes[:1], dtype=np.int16)]
     resolve_batch(air.protocol, air.topology, sources, [0], loss=copy.deepcopy(air.loss), seed=air.seed,
                   alive=np.ones(air.topology.n_nodes, dtype=np.bool_), payload_bytes=air.payload_bytes)
