@@ -22,9 +22,9 @@ it first thing, so that its loading overlaps the launcher's own imports and setu
 its log file once the setup was accepted.
 
 It starts with ``{"ready": true, "pid": ..., "warm_s": ...}``. Every child is its own OS
-process (own PID, session, socket, log file, checkpoint and memory cap) that runs
-its entry point's ``main(argv)`` (a node: :func:`node.process.main`); it shares the zygote's pages copy-on-write, which
-is why the node's memory cap counts USS (``node/watchdog.py``).
+process (own PID, session, socket, log file, checkpoint and memory cap) that runs its entry
+point's ``main(argv)`` (a node: :func:`node.process.main`); it shares the zygote's pages
+copy-on-write, which is why the node's memory cap counts USS (``node/watchdog.py``).
 
 After ``fork`` the child (:func:`_child`), before anything else: starts its own session
 (Ctrl-C reaches only the launcher), sets ``PR_SET_PDEATHSIG`` (SIGTERM when the zygote dies),
