@@ -171,3 +171,34 @@ def test_the_reference_of_a_run_with_node_processes_is_trained(tmp_path: Path) -
     summary = run_testbed(RunArgs(dataset="GunPoint", nodes=2, epochs=1, num_features=1000), launch)
     assert summary["reference"] == TRAINED and summary["centralized_test_accuracy"] is not None
     assert processes_of(tmp_path / "run") == []
+
+
+WARM_AIR_SCRIPT = """
+import sys
+from pathlib import Path
+from coordinator.service.air_warmup import warm_air
+from coordinator.service.launch import LaunchOptions, run_testbed
+from coordinator.service.run_setup import RunArgs
+from coordinator.service.server import CoordinatorOptions
+from protocol.air.radio.mixer import mixer_batch_kernel
+
+seen = {}
+
+def started(coord, _backend):
+    warm_air(coord.engine.air)
+    seen["after warm-up"] = set(mixer_batch_kernel.overloads)
+
+launch = LaunchOptions(out_dir=Path(sys.argv[1]), progress=False, reference=False,
+                       coordinator=CoordinatorOptions(node_port=0, feed_port=0, control_port=0, in_process=True))
+run_testbed(RunArgs(dataset="GunPoint", nodes=3, epochs=1, num_features=1000), launch, on_started=started)
+print(len(seen["after warm-up"]), set(mixer_batch_kernel.overloads) == seen["after warm-up"])
+"""
+
+
+def test_the_air_warm_up_loads_the_kernel_version_the_run_uses(tmp_path: Path) -> None:
+    # In a fresh interpreter: the run's own rounds find the version the warm-up loaded (no
+    # other one is compiled or loaded for them), so the warm-up takes that work off the run.
+    done = subprocess.run([sys.executable, "-c", WARM_AIR_SCRIPT, str(tmp_path / "run")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True"]
