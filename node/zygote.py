@@ -10,10 +10,21 @@ multiprocessing's ``forkserver`` with ``preload``)::
     <- {"spawned": "node-03", "id": 7, "pid": 12345}      (or {"error": "...", "id": 7})
     <- {"exit": "node-03", "pid": 12345, "code": -9}      (when a child ends; -N: signal N)
 
+    -> {"spawn": "reference", "id": 8, "main": "reference", "argv": [...], "log": null}
+    -> {"log": "/x/logs/zygote.log", "id": 9}   <- {"logging": "/x/logs/zygote.log", "id": 9}
+
+``main`` picks the child's entry point from :data:`ENTRY_POINTS` (default ``node``: a device;
+``reference``: the centralized reference, ``node.offline.reference``), so the reference too
+starts warm instead of paying its own interpreter, numba import and kernel loading (~0.5 s CPU).
+A ``log`` request moves the zygote's own stderr to that file, with what it wrote so far: the
+launcher may start the zygote before the run directory may be touched (``rocknet run`` starts
+it first thing, so that its loading overlaps the launcher's own imports and setup), and give it
+its log file once the setup was accepted.
+
 It starts with ``{"ready": true, "pid": ..., "warm_s": ...}``. Every child is its own OS
-process (own PID, session, socket, log file, checkpoint and memory cap) that runs
-:func:`node.process.main` with its ``argv``; it shares the zygote's pages copy-on-write, which
-is why the node's memory cap counts USS (``node/watchdog.py``).
+process (own PID, session, socket, log file, checkpoint and memory cap) that runs its entry
+point's ``main(argv)`` (a node: :func:`node.process.main`); it shares the zygote's pages
+copy-on-write, which is why the node's memory cap counts USS (``node/watchdog.py``).
 
 After ``fork`` the child (:func:`_child`), before anything else: starts its own session
 (Ctrl-C reaches only the launcher), sets ``PR_SET_PDEATHSIG`` (SIGTERM when the zygote dies),
@@ -40,6 +51,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import random  # noqa: E402
@@ -58,18 +70,22 @@ log = logging.getLogger("rocknet.zygote")
 STOP_GRACE_S = 3.0
 #: Signals blocked around a fork (see :meth:`Zygote` spawn).
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
-
-
+#: What a spawn request's ``main`` may name: the module whose ``main(argv)`` a child runs.
+ENTRY_POINTS = {"node": "node.process", "reference": "node.offline.reference"}
 
 
 def preload() -> float:
     """Import everything a node needs and load its numba kernels; returns the seconds taken."""
     started = time.perf_counter()
+    from protocol.numba_startup import load_array_support
+
+    load_array_support()  # before any kernel loads: numba without scipy's BLAS (~0.1 s)
     import numpy  # noqa: F401
     import psutil  # noqa: F401
     import zmq  # noqa: F401  (the module only: a context must never cross the fork)
 
-    import node.process  # noqa: F401
+    for module in ENTRY_POINTS.values():
+        importlib.import_module(module)
     from node.offline.warmup import warm_up
 
     warm_up()
@@ -150,6 +166,8 @@ class Zygote:
             return
         if "spawn" in req:
             self._spawn(req)
+        elif "log" in req:
+            self._log_to(req)
         elif req.get("stop"):
             self._stop = True
         elif req.get("ping"):
@@ -157,8 +175,36 @@ class Zygote:
         else:
             self.reply({"error": f"unknown request {sorted(req)}", "id": req.get("id")})
 
+    def _log_to(self, req: dict[str, Any]) -> None:
+        """Move stderr (and fd 1, see :func:`main`) to the file ``req["log"]``, copying what
+        was written so far when stderr is a regular file (the launcher's temporary one)."""
+        path = str(req["log"])
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            self.reply({"error": f"cannot log to {path}: {exc}", "id": req.get("id")})
+            return
+        sys.stderr.flush()
+        try:
+            if os.lseek(2, 0, os.SEEK_CUR) > 0:  # a regular file with content: keep it
+                os.lseek(2, 0, os.SEEK_SET)
+                while chunk := os.read(2, 65536):
+                    os.write(fd, chunk)
+        except OSError:  # a pipe or a terminal: nothing to copy
+            pass
+        os.dup2(fd, 2)
+        os.dup2(fd, 1)
+        os.close(fd)
+        self.reply({"logging": path, "id": req.get("id")})
+
     def _spawn(self, req: dict[str, Any]) -> None:
         name = str(req["spawn"])
+        entry = ENTRY_POINTS.get(str(req.get("main", "node")))
+        if entry is None:
+            self.reply({"error": f"unknown entry point {req.get('main')!r} (one of {sorted(ENTRY_POINTS)})",
+                        "id": req.get("id"), "spawn": name})
+            return
         argv = [str(a) for a in req.get("argv", [])]
         log_path = req.get("log")
         env = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
@@ -180,7 +226,7 @@ class Zygote:
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                code = _child(self, argv, log_path, env)
+                code = _child(self, entry, argv, log_path, env)
             except SystemExit as exc:  # argparse
                 code = exc.code if isinstance(exc.code, int) else 2
             except BaseException:  # noqa: BLE001 - report and exit, never back into the loop
@@ -236,8 +282,9 @@ class Zygote:
                 self.reply({"exit": name, "pid": pid, "code": code})
 
 
-def _child(zygote: Zygote, argv: list[str], log_path: str | None, env: dict[str, str]) -> int:
-    """Turn a fresh fork of the zygote into one node process; returns its exit code."""
+def _child(zygote: Zygote, entry: str, argv: list[str], log_path: str | None, env: dict[str, str]) -> int:
+    """Turn a fresh fork of the zygote into one process running ``entry``'s ``main(argv)``
+    (a node, or the reference); returns its exit code."""
     zygote_pid = os.getppid()
     os.setsid()  # its own session: Ctrl-C on the launcher's terminal does not reach it
     die_with_parent(signal.SIGTERM)
@@ -276,9 +323,7 @@ def _child(zygote: Zygote, argv: list[str], log_path: str | None, env: dict[str,
     # The zygote's objects stay frozen (a collection here does not touch their pages);
     # what this node allocates is collected as usual.
     gc.enable()
-    from node.process import main
-
-    return int(main(argv))
+    return int(importlib.import_module(entry).main(argv))
 
 
 def _max_fd() -> int:
@@ -316,10 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     # write to (and so copy) the shared pages of the zygote's objects.
     gc.freeze()
     zygote = Zygote(0, out_fd)
+    log.info("ready: %.2f s to load the node code and kernels", warm_s)
     zygote.reply({"ready": True, "pid": os.getpid(), "warm_s": round(warm_s, 3)})
     zygote.serve()
     return 0
 
 
+def _exit_now(code: int) -> None:
+    """End the zygote without the interpreter's teardown of numba, LLVM and the rest (~30 ms
+    of CPU that the launcher waits for at the end of every run): its children are reaped and
+    its replies written by now; only the log needs flushing."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

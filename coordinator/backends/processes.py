@@ -11,7 +11,9 @@ By default (``zygote=True``) the nodes are forked by a zygote (``python -m node.
 numba kernels once, so that a node starts in milliseconds instead of seconds and shares those
 read-only pages with its siblings. This module never imports ``node``: it starts the zygote as
 a subprocess and talks to it over its stdin/stdout, one JSON object a line
-(:class:`ZygoteClient`). The zygote reports every child's exit at once, so
+(:class:`~coordinator.backends.zygote_client.ZygoteClient`); a zygote started before the
+backend (``rocknet run`` starts it first thing: :func:`start_run_zygote`) is handed in as
+``prestarted``. The zygote reports every child's exit at once, so
 :meth:`ProcessBackend.poll_exits` (or ``on_exit``) tells the caller that a node died.
 ``zygote=False`` starts each node as ``python -m node`` (the fallback, and what containers do).
 
@@ -22,7 +24,6 @@ lives as long as the run. Restarts go through the zygote, so they may come from 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -33,30 +34,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from coordinator.backends.interface import node_name
+from coordinator.backends.zygote_client import (
+    SPAWN_TIMEOUT_S,
+    ZYGOTE_READY_TIMEOUT_S,
+    SpawnRequest,
+    ZygoteClient,
+    ZygoteError,
+    node_env,
+    start_run_zygote,
+)
 
 log = logging.getLogger("rocknet.launcher")
-
-#: Seconds a zygote may take to import and load (or, with a cold cache, compile) the kernels.
-ZYGOTE_READY_TIMEOUT_S = 600.0
-#: Seconds to wait for the zygote's answer to one spawn request.
-SPAWN_TIMEOUT_S = 30.0
-
-
-def node_env() -> dict[str, str]:
-    """Environment of a node process: one numba/BLAS thread each (N nodes share the cores)."""
-    env = dict(os.environ)
-    env.update({
-        "NUMBA_NUM_THREADS": "1",
-        "NUMBA_THREADING_LAYER": "workqueue",  # fork-safe (the zygote forks after import)
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    })
-    return env
-
 
 def warm_numba_cache(timeout_s: float = 600.0) -> None:
     """Compile the node kernels once before N processes would all compile them at once."""
@@ -64,141 +55,6 @@ def warm_numba_cache(timeout_s: float = 600.0) -> None:
         [sys.executable, "-m", "node.offline.warmup"], env=node_env(), check=True, timeout=timeout_s,
         stdout=subprocess.DEVNULL,
     )
-
-
-class ZygoteError(RuntimeError):
-    """The zygote did not start, died, or refused a request."""
-
-
-class ZygoteClient:
-    """The launcher's end of one zygote process: spawn requests out, replies and exits in."""
-
-    def __init__(self, tag: str = "", log_path: Path | None = None,
-                 on_exit: Callable[[str, int, int], None] | None = None) -> None:
-        self.on_exit = on_exit  # (name, pid, code), called on the reader thread
-        self._cond = threading.Condition()
-        self._replies: dict[int, dict[str, Any]] = {}
-        self._codes: dict[int, int] = {}  # pid -> exit code of every child that ended
-        self._next_id = 0
-        self._ready: dict[str, Any] | None = None
-        self._dead = False
-        self._write_lock = threading.Lock()
-        err: Any = subprocess.DEVNULL
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            err = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "node.zygote", "--parent", str(os.getpid())]
-        if tag:
-            cmd += ["--tag", tag]
-        self.proc = subprocess.Popen(cmd, env=node_env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=err, start_new_session=True)
-        if err is not subprocess.DEVNULL:
-            err.close()
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._stdin: IO[bytes] = self.proc.stdin
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
-                                        name="zygote-reader", daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return not self._dead and self.proc.poll() is None
-
-    # ------------------------------------------------------------------ reading
-    def _read(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            try:
-                msg = json.loads(raw)
-            except ValueError:
-                log.warning("zygote: unreadable line %r", raw[:200])
-                continue
-            callback: tuple[str, int, int] | None = None
-            with self._cond:
-                if msg.get("ready"):
-                    self._ready = msg
-                elif "exit" in msg:
-                    self._codes[int(msg["pid"])] = int(msg["code"])
-                    callback = (str(msg["exit"]), int(msg["pid"]), int(msg["code"]))
-                elif msg.get("id") is not None:
-                    self._replies[int(msg["id"])] = msg
-                elif "error" in msg:  # preload failed, or a request it could not read
-                    self._ready = msg
-                self._cond.notify_all()
-            if callback is not None and self.on_exit is not None:
-                try:
-                    self.on_exit(*callback)
-                except Exception:  # noqa: BLE001 - a caller's bug must not stop the reader
-                    log.exception("on_exit callback failed")
-        with self._cond:
-            self._dead = True
-            self._cond.notify_all()
-
-    # ------------------------------------------------------------------ requests
-    def wait_ready(self, timeout_s: float = ZYGOTE_READY_TIMEOUT_S) -> dict[str, Any]:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._ready is not None or self._dead, timeout_s):
-                raise ZygoteError(f"the zygote (pid {self.pid}) was not ready within {timeout_s:.0f} s")
-            ready = self._ready
-        if ready is None or not ready.get("ready"):
-            why = ready.get("error") if ready else f"exited with {self.proc.wait()}"
-            raise ZygoteError(f"the zygote did not start: {why}")
-        return ready
-
-    def _send(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj) + "\n").encode()
-        with self._write_lock:
-            try:
-                self._stdin.write(data)
-                self._stdin.flush()
-            except (BrokenPipeError, ValueError, OSError) as exc:
-                raise ZygoteError(f"the zygote (pid {self.pid}) is gone: {exc}") from exc
-
-    def spawn(self, name: str, argv: list[str], log_path: Path | None = None,
-              env: dict[str, str] | None = None, timeout_s: float = SPAWN_TIMEOUT_S) -> int:
-        """Fork one node running ``python -m node ARGV``; returns its PID."""
-        self.wait_ready()
-        with self._cond:
-            request_id = self._next_id
-            self._next_id += 1
-        self._send({"spawn": name, "id": request_id, "argv": argv,
-                    "log": None if log_path is None else str(log_path), "env": env or {}})
-        with self._cond:
-            if not self._cond.wait_for(lambda: request_id in self._replies or self._dead, timeout_s):
-                raise ZygoteError(f"the zygote did not answer the spawn of {name} within {timeout_s:.0f} s")
-            reply = self._replies.pop(request_id, None)
-        if reply is None:
-            raise ZygoteError(f"the zygote died while spawning {name}")
-        if "pid" not in reply:
-            raise ZygoteError(f"the zygote could not spawn {name}: {reply.get('error')}")
-        return int(reply["pid"])
-
-    def exit_code(self, pid: int) -> int | None:
-        with self._cond:
-            return self._codes.get(pid)
-
-    def wait_exit(self, pids: list[int], timeout_s: float | None) -> bool:
-        """Wait until every one of ``pids`` has ended (or the zygote is gone); True if all did."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self._dead or all(p in self._codes for p in pids), timeout_s)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Close its stdin (it stops what is left of its children and exits); reap it."""
-        with self._write_lock:
-            try:
-                self._stdin.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout=5.0)
 
 
 @dataclass
@@ -217,6 +73,9 @@ class ProcessBackend:
     on_exit: Callable[[str, int], None] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # zygote=False
     pids: dict[str, int] = field(default_factory=dict)  # name -> PID of its latest process
+    #: A zygote started before this backend (:func:`start_run_zygote`): used (and closed by
+    #: :meth:`terminate`) instead of starting one.
+    prestarted: ZygoteClient | None = field(default=None, repr=False)
     _zygote: ZygoteClient | None = field(default=None, init=False, repr=False)
     _exits: list[tuple[str, int]] = field(default_factory=list, init=False, repr=False)
     _reported: set[int] = field(default_factory=set, init=False, repr=False)
@@ -225,6 +84,10 @@ class ProcessBackend:
 
     def name(self, index: int) -> str:
         return node_name(index)
+
+    @property
+    def _node_names(self) -> set[str]:
+        return {self.name(i) for i in range(self.n_nodes)}
 
     # ------------------------------------------------------------------ starting
     def prepare(self) -> None:
@@ -237,12 +100,24 @@ class ProcessBackend:
             return
         if self._zygote is not None and self._zygote.alive:
             return
-        tag = str(self.checkpoint_dir or self.log_dir or "")
         zlog = None if self.log_dir is None else self.log_dir / "zygote.log"
-        self._zygote = ZygoteClient(tag=tag, log_path=zlog, on_exit=self._on_zygote_exit)
-        ready = self._zygote.wait_ready()
+        if self.prestarted is not None and self._zygote is None:
+            self._zygote, self.prestarted = self.prestarted, None
+            self._zygote.on_exit = self._on_zygote_exit
+            ready = self._zygote.wait_ready()
+            if zlog is not None:
+                self._zygote.log_to(zlog)
+        else:
+            tag = str(self.checkpoint_dir or self.log_dir or "")
+            self._zygote = ZygoteClient(tag=tag, log_path=zlog, on_exit=self._on_zygote_exit)
+            ready = self._zygote.wait_ready()
         log.info("zygote %d ready (%.1f s to load the node code and kernels)",
                  ready["pid"], ready.get("warm_s", 0.0))
+
+    @property
+    def zygote_client(self) -> ZygoteClient | None:
+        """The zygote that forks the nodes (None without one, or before :meth:`prepare`)."""
+        return self._zygote
 
     @property
     def zygote_pid(self) -> int | None:
@@ -267,10 +142,7 @@ class ProcessBackend:
         restarted node keeps its name and checkpoint. Returns its PID."""
         self.prepare()
         name = self.name(index)
-        log_path = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self.log_dir / f"{name}.log"
+        log_path = self._log_path(name)
         if self._zygote is not None:
             pid = self._zygote.spawn(name, self.node_argv(index), log_path, env)
         else:
@@ -290,13 +162,30 @@ class ProcessBackend:
         self.processes[name] = proc
         return proc
 
+    def _log_path(self, name: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
     def start_all(self) -> None:
+        """Start every node (with a zygote: all spawn requests at once, see
+        :meth:`ZygoteClient.spawn_many`)."""
         self.prepare()
-        for i in range(self.n_nodes):
-            self.start(i)
+        if self._zygote is None:
+            for i in range(self.n_nodes):
+                self.start(i)
+            return
+        names = [self.name(i) for i in range(self.n_nodes)]
+        pids = self._zygote.spawn_many([SpawnRequest(name, self.node_argv(i), self._log_path(name))
+                                        for i, name in enumerate(names)])
+        with self._lock:
+            self.pids.update(zip(names, pids))
 
     # ------------------------------------------------------------------ exits
     def _on_zygote_exit(self, name: str, pid: int, code: int) -> None:
+        if name not in self._node_names:  # another child of the zygote (the reference)
+            return
         with self._lock:
             if pid in self._reported:
                 return
@@ -359,6 +248,9 @@ class ProcessBackend:
 
     def terminate(self, grace_s: float = 10.0) -> None:
         """Stop every node: wait for clean exits, then SIGTERM, then SIGKILL; then the zygote."""
+        if self.prestarted is not None:  # never used: no node of it to wait for
+            self.prestarted.close(terminate=True)
+            self.prestarted = None
         if self._zygote is None:
             self._terminate_popen(grace_s)
             return
@@ -387,3 +279,7 @@ class ProcessBackend:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+__all__ = ["SPAWN_TIMEOUT_S", "ZYGOTE_READY_TIMEOUT_S", "ProcessBackend", "SpawnRequest", "ZygoteClient",
+           "ZygoteError", "node_env", "start_run_zygote", "warm_numba_cache"]
