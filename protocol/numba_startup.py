@@ -29,6 +29,8 @@ def load_array_support() -> bool:
     sys.modules[BLAS_MODULE] = None  # type: ignore[assignment]
     try:
         __import__(ARRAYMATH)
+    except ImportError:  # another numba layout: load as numba does, the probe included
+        return False
     finally:
         del sys.modules[BLAS_MODULE]
     return True
