@@ -57,7 +57,7 @@ class RunArgs:
     profile: str = "tuned"  # device profile (node/mcu/profiles.py)
     recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     split: str = "contiguous"  # data placement, see protocol.stream.placement
-    quantization: str = "global"  # int8 scale of the series (datasets.QUANTIZATIONS)
+    quantization: str = "auto"  # int8 scale of the series (datasets.QUANTIZATIONS; auto_scale's choice)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
