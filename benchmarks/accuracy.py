@@ -10,14 +10,15 @@ For every bundled univariate equal-length dataset (``bundled_datasets()``) and, 
   stream and sums the partial logits in device order, so it is bitwise the in-process
   distributed run with N devices (tests/integration/test_reference.py pins this); it is used
   here because one process on a loaded machine is far cheaper than N.
-* **before issue 17**: ``epochs=15`` on the global scale (the defaults until issue 17);
+* **before issue 17**: ``epochs=15``, ``bias_source="first"`` on the global scale (the
+  defaults until issue 17);
 * **ours with the rule**: the same with ``selection="decay"`` (protocol/stream/validation.py):
   the devices hold out a seeded fifth of the training split, train each weight decay of
   ``select_weight_decays`` on the rest, score the held-out items, and retrain the winner on
   the whole training split, all inside the run's stream;
 * **ours, paper recipe**: ``--recipe paper`` (batch 128, constant lr, no decay, no scaling,
-  8-bit Adam, 80/20 split and the best-validation epoch) on the paper's global scale for
-  ``--paper-epochs`` epochs
+  8-bit Adam, 80/20 split and the best-validation epoch) with the paper's biases (all on
+  training series 0) and global scale for ``--paper-epochs`` epochs
   (default 1000, the length of RockNet's own simulation; the CLI's ``--recipe paper`` keeps
   ``--epochs``' default unless told);
 * **ridge**: aeon MiniRocket (seeded) + StandardScaler + RidgeClassifierCV(alphas=logspace(-3,
@@ -149,9 +150,9 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
             before: bool = True) -> AccuracyRow:
     """Train ours and ridge on ``ds`` and return the row: ``cfg`` on the ``quantization``
     scale (``"auto"``: :func:`auto_scale`'s choice); with ``before``, the defaults before
-    issue 17 (15 epochs, global scale); with ``select``, the offline validation-selected
+    issue 17 (15 epochs, biases on series 0, global scale); with ``select``, the offline validation-selected
     config; with ``rule``, the on-device rule; with ``paper_epochs``, the paper recipe on the
-    paper's (global) scale. The int8 ridge column uses ``quantization``'s series."""
+    paper's biases and (global) scale. The int8 ridge column uses ``quantization``'s series."""
     n, note = fitting_devices(cfg, n_devices, ds.series_length, ds.n_classes)
     scale = auto_scale(ds.x_train) if quantization == "auto" else quantization
     x_train, x_test = quantize_int8(ds.x_train, ds.x_test, scale)
@@ -164,7 +165,7 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
     t0 = time.perf_counter()
     res = train(cfg)
     wall = time.perf_counter() - t0
-    old = replace(cfg, epochs=MIN_EPOCHS)
+    old = replace(cfg, epochs=MIN_EPOCHS, bias_source="first")
     before_acc = train(old, g_train, g_test).test_accuracy if before else None
     selected, selected_cfg = None, ""
     if select:
@@ -178,7 +179,7 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
         rule_acc, rule_choice = r.test_accuracy, f"wd={rc.select_weight_decays[r.chosen]:g}"
     paper_acc, paper_choice = None, ""
     if paper_epochs:
-        pc = replace(cfg, **recipe_overrides("paper"), epochs=paper_epochs)  # type: ignore[arg-type]
+        pc = replace(cfg, **recipe_overrides("paper"), epochs=paper_epochs, bias_source="first")  # type: ignore[arg-type]
         r = train(pc, g_train, g_test)
         paper_acc, paper_choice = r.test_accuracy, f"epoch {r.chosen + 1}"
     # ridge on what the devices receive: separates the quantization's cost from the head's

@@ -102,6 +102,8 @@ def build_setup(args: RunArgs) -> RunSetup:
     # ... and its transform: PPV over all L zero-padded positions for every kernel
     if args.profile == "firmware":
         overrides.setdefault("padding", "zero")
+        # ... and fits every bias on training series 0 (the tuned default draws aeon's rows)
+        overrides.setdefault("bias_source", "first")
     overrides.setdefault("num_features", args.num_features)
     overrides.setdefault("seed", args.seed)
     if args.epochs is not None:

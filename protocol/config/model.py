@@ -51,9 +51,10 @@ class ModelConfig:
             ``num_features // (n_dilations * 84)`` biases per (kernel, dilation) as the
             RockNet firmware; ``"aeon"``: aeon MiniRocket's rule (up to 32 dilations,
             log-spaced, features spread over them).
-        bias_source: ``"first"``: every bias is fitted on training series 0 (the paper's
-            firmware); ``"random"``: one random training series per (kernel, dilation), as
-            aeon does.
+        bias_source: ``"random"`` (the default since issue 17): one random training series
+            per (kernel, dilation), as aeon's MiniRocket (Dempster et al. 2021) does;
+            ``"first"``: every bias is fitted on training series 0 (the paper's firmware,
+            ``--profile firmware``).
         optimizer: ``"adam"`` (float32 states, the exact reference) or ``"adam8bit"``
             (m and v as uint8, block-wise dynamic-tree quantization, blocks of 256).
         lr, beta1, beta2, eps: Adam's hyper-parameters.
@@ -82,7 +83,7 @@ class ModelConfig:
 
     num_features: int = 10_000
     dilation_style: str = "paper"
-    bias_source: str = "first"
+    bias_source: str = "random"
     optimizer: str = "adam"
     lr: float = 1e-3
     beta1: float = 0.9
