@@ -31,7 +31,7 @@ __all__ = ["INIT_RESIDUE", "MAX_EPOCHS", "MIN_EPOCHS", "init_residue", "rule_epo
 MIN_EPOCHS = 15
 #: Our own choice: the init's share of a weight left after the run, 1 %. The init adds about
 #: ±2 to a logit; 1 % of it (±0.02) is far below any class margin worth having, while the
-#: residue of a 15-epoch run on the smallest bundled splits is 10–20 % (±0.2–0.4 of a
+#: residue of a 15-epoch run on the smallest bundled splits is 9–20 % (±0.2–0.4 of a
 #: logit, enough to flip close test series). Two decades, not a value fitted to any result.
 INIT_RESIDUE = 0.01
 #: The rule never asks for more epochs than this (RockNet's own simulation length, 1000
