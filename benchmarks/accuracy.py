@@ -4,16 +4,21 @@ For every bundled univariate equal-length dataset (``bundled_datasets()``) and, 
 ``--data-dir``, any UCR 2018 folder named by ``--extra``, it trains:
 
 * **ours**: :func:`node.offline.reference.train_reference` with ``ModelConfig()`` (today's
-  defaults) and ``n_shards=N`` (default 20). The reference replays the distributed run's
+  defaults: the training-length rule, ``protocol/config/training_length.py``) on the
+  ``--quantization`` scale (default ``auto``, the run's default: ``auto_scale``) and
+  ``n_shards=N`` (default 20). The reference replays the distributed run's
   stream and sums the partial logits in device order, so it is bitwise the in-process
   distributed run with N devices (tests/integration/test_reference.py pins this); it is used
   here because one process on a loaded machine is far cheaper than N.
+* **before issue 17**: ``epochs=15``, ``bias_source="first"`` on the global scale (the
+  defaults until issue 17);
 * **ours with the rule**: the same with ``selection="decay"`` (protocol/stream/validation.py):
   the devices hold out a seeded fifth of the training split, train each weight decay of
   ``select_weight_decays`` on the rest, score the held-out items, and retrain the winner on
   the whole training split, all inside the run's stream;
 * **ours, paper recipe**: ``--recipe paper`` (batch 128, constant lr, no decay, no scaling,
-  8-bit Adam, 80/20 split and the best-validation epoch) for ``--paper-epochs`` epochs
+  8-bit Adam, 80/20 split and the best-validation epoch) with the paper's biases (all on
+  training series 0) and global scale for ``--paper-epochs`` epochs
   (default 1000, the length of RockNet's own simulation; the CLI's ``--recipe paper`` keeps
   ``--epochs``' default unless told);
 * **ridge**: aeon MiniRocket (seeded) + StandardScaler + RidgeClassifierCV(alphas=logspace(-3,
@@ -25,7 +30,8 @@ message and the smallest N that fits, and then run at that N.
 
 Usage::
 
-    python -m benchmarks.accuracy [--nodes 20] [--paper-epochs 1000] [--no-paper] [--select]
+    python -m benchmarks.accuracy [--nodes 20] [--paper-epochs 1000] [--no-rule] [--no-before] [--select]
+        [--quantization auto|global|mulaw]
         [--data-dir DIR --extra NAME ...] [--only NAME ...]
 """
 
@@ -37,10 +43,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from coordinator.service.datasets import QUANTIZATIONS, Dataset, bundled_datasets, load_dataset, quantize_int8
+from coordinator.service.datasets import (
+    QUANTIZATIONS,
+    Dataset,
+    auto_scale,
+    bundled_datasets,
+    load_dataset,
+    quantize_int8,
+)
 from node.mcu.memory import RamBudgetExceeded, check, ledger
-from node.offline.reference import train_reference
-from protocol.config.model import ModelConfig, recipe_overrides
+from node.offline.reference import ReferenceResult, train_reference
+from protocol.config.model import ModelConfig, n_epochs, recipe_overrides, schedule_config
+from protocol.config.training_length import MIN_EPOCHS
+from protocol.stream.schedule import build_stream
 
 #: RidgeClassifierCV's grid, as in aeon's MiniRocket examples (issue 3's baseline).
 RIDGE_ALPHAS = np.logspace(-3, 3, 10)
@@ -67,6 +82,11 @@ class AccuracyRow:
     rule_choice: str = ""  # "wd=…" the devices chose
     paper: float | None = None  # test accuracy with --recipe paper (best-validation epoch)
     paper_choice: str = ""  # "epoch …" the devices kept
+    before: float | None = None  # the defaults before issue 17: 15 epochs, global scale
+    scale: str = ""  # the int8 scale the defaults used ("auto" resolved)
+    epochs: int = 0  # the defaults' epochs (the training-length rule)
+    rounds: int = 0  # the defaults' rounds at N (protocol.stream)
+    rounds_before: int = 0  # the rounds of 15 epochs
 
     @property
     def gap_pp(self) -> float:
@@ -77,6 +97,11 @@ class AccuracyRow:
     def rule_gap_pp(self) -> float | None:
         """rule - ridge in percentage points (None: the rule did not run)."""
         return None if self.rule is None else 100.0 * (self.rule - self.ridge)
+
+    @property
+    def paper_gap_pp(self) -> float | None:
+        """ours - paper recipe in percentage points (None: the paper recipe did not run)."""
+        return None if self.paper is None else 100.0 * (self.ours - self.paper)
 
     @property
     def one_series_pp(self) -> float:
@@ -116,39 +141,56 @@ def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: in
     raise RamBudgetExceeded(note)
 
 
+def _rounds(cfg: ModelConfig, n_train: int, n_test: int, n_devices: int) -> int:
+    return build_stream(schedule_config(cfg, n_train, n_test, n_devices)).rounds.n_rounds
+
+
 def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
-            rule: bool = True, paper_epochs: int | None = 1000, quantization: str = "global") -> AccuracyRow:
-    """Train ours and ridge on ``ds`` (with ``select``, also the offline validation-selected
-    config; with ``rule``, the on-device rule; with ``paper_epochs``, the paper recipe) and
-    return the row. ``quantization``: ``quantize_int8``'s scale for every model of ours and the
-    int8 ridge column."""
+            rule: bool = True, paper_epochs: int | None = 1000, quantization: str = "auto",
+            before: bool = True) -> AccuracyRow:
+    """Train ours and ridge on ``ds`` and return the row: ``cfg`` on the ``quantization``
+    scale (``"auto"``: :func:`auto_scale`'s choice); with ``before``, the defaults before
+    issue 17 (15 epochs, biases on series 0, global scale); with ``select``, the offline validation-selected
+    config; with ``rule``, the on-device rule; with ``paper_epochs``, the paper recipe on the
+    paper's biases and (global) scale. The int8 ridge column uses ``quantization``'s series."""
     n, note = fitting_devices(cfg, n_devices, ds.series_length, ds.n_classes)
-    x_train, x_test = quantize_int8(ds.x_train, ds.x_test, quantization)
+    scale = auto_scale(ds.x_train) if quantization == "auto" else quantization
+    x_train, x_test = quantize_int8(ds.x_train, ds.x_test, scale)
+    g_train, g_test = quantize_int8(ds.x_train, ds.x_test, "global")
+    n_train, n_test = len(ds.y_train), len(ds.y_test)
+
+    def train(c: ModelConfig, xtr: np.ndarray = x_train, xte: np.ndarray = x_test) -> ReferenceResult:
+        return train_reference(xtr, ds.y_train, xte, ds.y_test, ds.n_classes, c, n)
+
     t0 = time.perf_counter()
-    res = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, cfg, n)
+    res = train(cfg)
     wall = time.perf_counter() - t0
+    old = replace(cfg, epochs=MIN_EPOCHS, bias_source="first")
+    before_acc = train(old, g_train, g_test).test_accuracy if before else None
     selected, selected_cfg = None, ""
     if select:
         sc = select_config(ds, cfg, n)
-        selected = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, sc, n).test_accuracy
+        selected = train(sc).test_accuracy
         selected_cfg = f"wd={sc.weight_decay:g}, epochs={sc.epochs}"
     rule_acc, rule_choice = None, ""
     if rule:
         rc = replace(cfg, selection="decay")
-        r = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, rc, n)
+        r = train(rc)
         rule_acc, rule_choice = r.test_accuracy, f"wd={rc.select_weight_decays[r.chosen]:g}"
     paper_acc, paper_choice = None, ""
     if paper_epochs:
-        pc = replace(cfg, **recipe_overrides("paper"), epochs=paper_epochs)  # type: ignore[arg-type]
-        r = train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, pc, n)
+        pc = replace(cfg, **recipe_overrides("paper"), epochs=paper_epochs, bias_source="first")  # type: ignore[arg-type]
+        r = train(pc, g_train, g_test)
         paper_acc, paper_choice = r.test_accuracy, f"epoch {r.chosen + 1}"
     # ridge on what the devices receive: separates the quantization's cost from the head's
     q = Dataset(ds.name, x_train.astype(np.float64), ds.y_train, x_test.astype(np.float64), ds.y_test, ds.class_labels)
     return AccuracyRow(
-        name=ds.name, n_train=len(ds.y_train), n_test=len(ds.y_test), length=ds.series_length,
+        name=ds.name, n_train=n_train, n_test=n_test, length=ds.series_length,
         n_classes=ds.n_classes, n_devices=n, ours=res.test_accuracy, ridge=ridge_accuracy(ds),
         ram_note=note, wall_s=wall, ridge_int8=ridge_accuracy(q), selected=selected, selected_cfg=selected_cfg,
         rule=rule_acc, rule_choice=rule_choice, paper=paper_acc, paper_choice=paper_choice,
+        before=before_acc, scale=scale, epochs=n_epochs(n_train, cfg),
+        rounds=_rounds(cfg, n_train, n_test, n), rounds_before=_rounds(old, n_train, n_test, n),
     )
 
 
@@ -189,22 +231,23 @@ def _acc(value: float | None, note: str = "") -> str:
 
 
 def markdown(rows: list[AccuracyRow]) -> str:
-    """The table as Markdown; 'met' is |gap| <= 2 pp or within one test series (for the
-    rule when it ran, else for the defaults)."""
+    """The table as Markdown. 'within 2 pp or 1 series' judges the defaults against ridge;
+    '≥ paper' whether the defaults are at least the paper recipe."""
     out = [
-        "| dataset | n_train / n_test / L / C | N | ours (defaults) | ours with the rule (chosen) "
-        "| ours, paper recipe (kept) | ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series "
-        "| ridge on int8 series |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | n_train / n_test / L / C | N | scale | epochs | rounds (15 epochs → ours) "
+        "| ours (defaults) | before issue 17 | ours with the rule (chosen) | ours, paper recipe (kept) "
+        "| ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series | ≥ paper | ridge on int8 series |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        rule_gap = r.rule_gap_pp
-        met = _met(r.gap_pp if rule_gap is None else rule_gap, r.one_series_pp)
+        rule_gap, paper_gap = r.rule_gap_pp, r.paper_gap_pp
+        rounds = f"{r.rounds_before:,} → {r.rounds:,}" if r.rounds else ""
         out.append(
-            f"| {r.name} | {r.n_train} / {r.n_test} / {r.length} / {r.n_classes} | {r.n_devices} | "
-            f"{r.ours:.3f} | {_acc(r.rule, r.rule_choice)} | {_acc(r.paper, r.paper_choice)} | "
-            f"{r.ridge:.3f} | {r.gap_pp:+.1f} | {'' if rule_gap is None else f'{rule_gap:+.1f}'} | "
-            f"{'yes' if met else 'no'} | {_acc(r.ridge_int8)} |"
+            f"| {r.name} | {r.n_train} / {r.n_test} / {r.length} / {r.n_classes} | {r.n_devices} | {r.scale} | "
+            f"{r.epochs or ''} | {rounds} | {r.ours:.3f} | {_acc(r.before)} | {_acc(r.rule, r.rule_choice)} | "
+            f"{_acc(r.paper, r.paper_choice)} | {r.ridge:.3f} | {r.gap_pp:+.1f} | "
+            f"{'' if rule_gap is None else f'{rule_gap:+.1f}'} | {'yes' if _met(r.gap_pp, r.one_series_pp) else 'no'} | "
+            f"{'' if paper_gap is None else ('yes' if paper_gap >= 0 else 'no')} | {_acc(r.ridge_int8)} |"
         )
     if any(r.selected is not None for r in rows):
         out += ["", "| dataset | validation-selected (offline) | chosen | gap to ridge (pp) |", "|---|---|---|---|"]
@@ -225,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help="restrict to these dataset names")
     p.add_argument("--select", action="store_true", help="also run the offline validation selection")
     p.add_argument("--no-rule", action="store_true", help="skip the on-device rule (selection='decay')")
-    p.add_argument("--quantization", choices=QUANTIZATIONS, default="global",
-                   help="int8 scale of the series (coordinator/service/datasets.py quantize_int8)")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto",
+                   help="int8 scale of the series (coordinator/service/datasets.py quantize_int8; "
+                        "default auto, the run's default)")
+    p.add_argument("--no-before", action="store_true", help="skip the defaults before issue 17")
     p.add_argument("--paper-epochs", type=int, default=1000,
                    help="epochs of the paper-recipe column (0: skip it)")
     args = p.parse_args(argv)
@@ -236,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names + list(args.extra):
         ds = load_dataset(name, args.data_dir if name in args.extra else None)
         row = run_one(ds, cfg, args.nodes, args.select, rule=not args.no_rule, paper_epochs=args.paper_epochs,
-                      quantization=args.quantization)
-        print(f"{name}: ours {row.ours:.3f} rule {_acc(row.rule, row.rule_choice)} "
+                      quantization=args.quantization, before=not args.no_before)
+        print(f"{name}: ours {row.ours:.3f} ({row.scale}, {row.epochs} epochs) before {_acc(row.before)} rule {_acc(row.rule, row.rule_choice)} "
               f"paper {_acc(row.paper, row.paper_choice)} ridge {row.ridge:.3f} N={row.n_devices} "
               f"({row.wall_s:.1f} s)", flush=True)
         rows.append(row)

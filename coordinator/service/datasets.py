@@ -265,8 +265,42 @@ def _label_sort_key(label: str) -> tuple[int, float, str]:
         return (1, 0.0, label)
 
 
-#: ``quantize_int8``'s scales: ``"global"`` (DESIGN 1.1, the default) and ``"mulaw"``.
-QUANTIZATIONS: tuple[str, ...] = ("global", "mulaw")
+#: ``quantize_int8``'s scales: ``"global"`` (DESIGN 1.1, the function's default), ``"mulaw"``
+#: (companded) and ``"auto"`` (:func:`auto_scale` picks one of the two from the training split;
+#: the run's default, ``RunArgs.quantization``).
+QUANTIZATIONS: tuple[str, ...] = ("global", "mulaw", "auto")
+#: Our own choice (issue 17, docs/ml-core.md "The quantization rule"): the fewest int8 codes
+#: the median training series must span under the global linear scale, 16 (4 bits). A series
+#: spanning 2 or 3 codes is a step function to MiniRocket: its convolution outputs take a
+#: handful of values, so the golden-ratio bias quantiles fall on the same few numbers and
+#: most PPV features repeat one another (Covid3Month_disc: 2 codes). 16 codes keep the
+#: rounding error (1/sqrt(12) of a code) under 2 % of the series' range. Every bundled
+#: dataset but Covid3Month_disc spans 63 codes or more, so any threshold from 3 to 63 makes
+#: the same choices there.
+MIN_SERIES_CODES = 16
+
+
+def _global_params(x_train: np.ndarray) -> tuple[float, np.ndarray, float]:
+    mean = float(np.mean(x_train))
+    dev = np.abs(x_train - mean)
+    top = float(np.percentile(dev, 99.9))
+    return mean, dev, (top if top > 0.0 else 1.0)
+
+
+def series_codes(x_train: np.ndarray) -> float:
+    """The median, over training series, of the int8 codes a series spans (``max - min + 1``)
+    under the global linear scale. Training split only."""
+    q = quantize_int8(x_train, x_train[:0], "global")[0].astype(np.int64)
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise ValueError(f"series_codes needs a non-empty [n, L] training split, got shape {q.shape}")
+    return float(np.median(q.max(axis=1) - q.min(axis=1) + 1))
+
+
+def auto_scale(x_train: np.ndarray) -> str:
+    """``quantize_int8``'s ``"auto"`` choice, from the training split only: ``"mulaw"`` when the
+    global linear scale leaves the median training series fewer than :data:`MIN_SERIES_CODES`
+    codes (:func:`series_codes`), else ``"global"``."""
+    return "mulaw" if series_codes(np.asarray(x_train, dtype=np.float64)) < MIN_SERIES_CODES else "global"
 
 
 def quantize_int8(x_train: np.ndarray, x_test: np.ndarray, scale: str = "global") -> tuple[np.ndarray, np.ndarray]:
@@ -277,23 +311,24 @@ def quantize_int8(x_train: np.ndarray, x_test: np.ndarray, scale: str = "global"
     values of the training set and are applied to both splits (a constant training set gets
     scale 1).
 
-    ``scale="mulaw"`` (issue 17, an option): the same mean and p99.9, companded around the
+    ``scale="mulaw"`` (issue 17): the same mean and p99.9, companded around the
     median ``s0`` of ``|x - mean|``: ``clip(round(sign(d) * log1p(|d| / s0) / log1p(p99.9 /
     s0) * 127), -127, 127)`` with ``d = x - mean``. Monotone and odd, so the order and sign
     of every value survive; heavy-tailed data (Covid3Month_disc: p99.9 is 150x the median
     deviation, so under ``"global"`` the median series keeps 2 distinct int8 values) keeps its
     small values apart. The code generator that writes the int8 series into the firmware
     can apply it as well as the linear scale (two constants, computed on the host).
+
+    ``scale="auto"`` (issue 17, the run's default): ``"mulaw"`` or ``"global"`` as
+    :func:`auto_scale` decides from the training split.
     """
     if scale not in QUANTIZATIONS:
         raise ValueError(f"quantization scale must be one of {QUANTIZATIONS}, got {scale!r}")
     x_train = np.asarray(x_train, dtype=np.float64)
     x_test = np.asarray(x_test, dtype=np.float64)
-    mean = float(np.mean(x_train))
-    dev = np.abs(x_train - mean)
-    top = float(np.percentile(dev, 99.9))
-    if not top > 0.0:
-        top = 1.0
+    if scale == "auto":
+        scale = auto_scale(x_train)
+    mean, dev, top = _global_params(x_train)
 
     if scale == "mulaw":
         s0 = float(np.median(dev))

@@ -57,7 +57,7 @@ class RunArgs:
     profile: str = "tuned"  # device profile (node/mcu/profiles.py)
     recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     split: str = "contiguous"  # data placement, see protocol.stream.placement
-    quantization: str = "global"  # int8 scale of the series (datasets.QUANTIZATIONS)
+    quantization: str = "auto"  # int8 scale of the series (datasets.QUANTIZATIONS; auto_scale's choice)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +102,8 @@ def build_setup(args: RunArgs) -> RunSetup:
     # ... and its transform: PPV over all L zero-padded positions for every kernel
     if args.profile == "firmware":
         overrides.setdefault("padding", "zero")
+        # ... and fits every bias on training series 0 (the tuned default draws aeon's rows)
+        overrides.setdefault("bias_source", "first")
     overrides.setdefault("num_features", args.num_features)
     overrides.setdefault("seed", args.seed)
     if args.epochs is not None:

@@ -81,9 +81,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="validation rule on the devices (docs/ml-core.md): decay (weight decays "
                         "100/10/1 on 80 %% of the training set, the best retrained on all), epoch "
                         "(the paper's best-validation epoch); default: the recipe's")
-    p.add_argument("--quantization", choices=("global", "mulaw"), default=_env("quantization", "global"),
-                   help="int8 scale of the series: global (DESIGN 1.1, default) or mulaw "
-                        "(companded, for heavy-tailed data)")
+    p.add_argument("--quantization", choices=("global", "mulaw", "auto"), default=_env("quantization", "auto"),
+                   help="int8 scale of the series: auto (default: mulaw when the global scale leaves "
+                        "the median training series under 16 int8 codes, else global), global "
+                        "(DESIGN 1.1) or mulaw (companded, for heavy-tailed data)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from protocol.config.training_length import rule_epochs
 from protocol.stream.schedule import ScheduleConfig, contiguous_split
 from protocol.stream.validation import SELECTIONS
 
@@ -50,9 +51,10 @@ class ModelConfig:
             ``num_features // (n_dilations * 84)`` biases per (kernel, dilation) as the
             RockNet firmware; ``"aeon"``: aeon MiniRocket's rule (up to 32 dilations,
             log-spaced, features spread over them).
-        bias_source: ``"first"``: every bias is fitted on training series 0 (the paper's
-            firmware); ``"random"``: one random training series per (kernel, dilation), as
-            aeon does.
+        bias_source: ``"random"`` (the default since issue 17): one random training series
+            per (kernel, dilation), as aeon's MiniRocket (Dempster et al. 2021) does;
+            ``"first"``: every bias is fitted on training series 0 (the paper's firmware,
+            ``--profile firmware``).
         optimizer: ``"adam"`` (float32 states, the exact reference) or ``"adam8bit"``
             (m and v as uint8, block-wise dynamic-tree quantization, blocks of 256).
         lr, beta1, beta2, eps: Adam's hyper-parameters.
@@ -60,7 +62,9 @@ class ModelConfig:
             ``lr_t * weight_decay`` of themselves (W only, not the bias b).
         batch_size: training samples per optimizer step (capped at the training-set size
             by :func:`effective_batch_size`).
-        epochs: passes over the training set.
+        epochs: passes over the training set; ``None`` (the default): :func:`n_epochs`'s
+            rule, at least 15 and enough optimizer steps for the weight decay to remove the
+            random init (``protocol.config.training_length``).
         lr_schedule: ``"constant"`` or ``"cosine"`` (from ``lr`` down to
             ``lr * lr_min_ratio`` after the last step, see :func:`lr_at`).
         lr_min_ratio: the cosine schedule's final learning rate as a fraction of ``lr``.
@@ -79,7 +83,7 @@ class ModelConfig:
 
     num_features: int = 10_000
     dilation_style: str = "paper"
-    bias_source: str = "first"
+    bias_source: str = "random"
     optimizer: str = "adam"
     lr: float = 1e-3
     beta1: float = 0.9
@@ -87,7 +91,7 @@ class ModelConfig:
     eps: float = 1e-8
     weight_decay: float = 100.0
     batch_size: int = 16
-    epochs: int = 15
+    epochs: int | None = None
     lr_schedule: str = "cosine"
     lr_min_ratio: float = 0.0
     feature_scaling: bool = True
@@ -140,8 +144,9 @@ class ModelConfig:
             f"batch_size must be an int >= 1, got {self.batch_size!r}",
         )
         need(
-            isinstance(self.epochs, int) and self.epochs >= 0,
-            f"epochs must be an int >= 0, got {self.epochs!r}",
+            self.epochs is None or (isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
+                                    and self.epochs >= 0),
+            f"epochs must be an int >= 0 or None (the default rule), got {self.epochs!r}",
         )
         need(isinstance(self.feature_scaling, bool), "feature_scaling must be a bool")
         need(
@@ -442,9 +447,24 @@ def effective_batch_size(n_train: int, cfg: ModelConfig) -> int:
     return max(1, min(cfg.batch_size, n_train))
 
 
+def steps_per_epoch(n_train: int, cfg: ModelConfig) -> int:
+    """Optimizer steps of one epoch (the last, partial batch of an epoch steps too)."""
+    return math.ceil(n_train / effective_batch_size(n_train, cfg))
+
+
+def n_epochs(n_train: int, cfg: ModelConfig) -> int:
+    """The run's epochs: ``cfg.epochs`` when set, else the default rule
+    (:func:`protocol.config.training_length.rule_epochs`): the fewest epochs >= 15 after
+    which the decoupled weight decay has shrunk the random init to 1 % (``weight_decay`` and
+    this schedule's learning rates; 15 without decay)."""
+    if cfg.epochs is not None:
+        return cfg.epochs
+    return rule_epochs(steps_per_epoch(n_train, cfg), lambda t, s: lr_at(t, s, cfg), cfg.weight_decay)
+
+
 def total_steps(n_train: int, cfg: ModelConfig) -> int:
     """Optimizer steps of the run (the last, partial batch of an epoch steps too)."""
-    return cfg.epochs * math.ceil(n_train / effective_batch_size(n_train, cfg))
+    return n_epochs(n_train, cfg) * steps_per_epoch(n_train, cfg)
 
 
 def schedule_config(
@@ -455,7 +475,7 @@ def schedule_config(
         n_train=n_train,
         n_test=n_test,
         n_devices=n_devices,
-        epochs=cfg.epochs,
+        epochs=n_epochs(n_train, cfg),
         batch_size=effective_batch_size(n_train, cfg),
         seed=cfg.seed,
         eval_every=eval_every,

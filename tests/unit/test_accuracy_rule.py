@@ -34,7 +34,7 @@ def test_table_marks_a_gap_within_2pp_or_one_test_series():
     table = markdown([_row(0.90, 0.915, 1000), _row(0.90, 0.93, 1000), _row(0.90, 0.95, 20)])
     lines = [ln for ln in table.splitlines() if ln.startswith("| X")]
     # -1.5 pp passes; -3 pp on 1000 series fails; -5 pp on 20 series is one series (5 pp)
-    assert [ln.split("|")[10].strip() for ln in lines] == ["yes", "no", "yes"]
+    assert [ln.split("|")[14].strip() for ln in lines] == ["yes", "no", "yes"]
 
 
 def test_selection_keeps_the_strongest_decay_when_validation_cannot_tell():
@@ -54,11 +54,17 @@ def test_selection_keeps_the_strongest_decay_when_validation_cannot_tell():
     assert (chosen.weight_decay, chosen.epochs) == SELECT_GRID[0]
 
 
-def test_table_judges_the_rule_when_it_ran():
+def test_table_judges_the_defaults_and_shows_the_rule_and_the_paper():
     from dataclasses import replace
 
-    row = replace(_row(0.80, 0.91, 100), rule=0.90, rule_choice="wd=10", paper=0.70, paper_choice="epoch 3")
+    row = replace(_row(0.80, 0.91, 100), rule=0.90, rule_choice="wd=10", paper=0.70, paper_choice="epoch 3",
+                  before=0.75, scale="mulaw", epochs=30, rounds=900, rounds_before=450)
     line = next(ln for ln in markdown([row]).splitlines() if ln.startswith("| X"))
     cells = [c.strip() for c in line.split("|")]
-    assert cells[5] == "0.900 (wd=10)" and cells[6] == "0.700 (epoch 3)"
-    assert cells[8] == "-11.0" and cells[9] == "-1.0" and cells[10] == "yes"
+    assert cells[4:9] == ["mulaw", "30", "450 → 900", "0.800", "0.750"]
+    assert cells[9] == "0.900 (wd=10)" and cells[10] == "0.700 (epoch 3)"
+    # the target is on the defaults: -11 pp misses even though the rule is within 1 pp
+    assert cells[12] == "-11.0" and cells[13] == "-1.0" and cells[14] == "no"
+    assert cells[15] == "yes" and replace(row, paper=0.85).paper_gap_pp == pytest.approx(-5.0)
+    below = next(ln for ln in markdown([replace(row, paper=0.85)]).splitlines() if ln.startswith("| X"))
+    assert [c.strip() for c in below.split("|")][15] == "no"

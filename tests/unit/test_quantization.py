@@ -47,3 +47,51 @@ def test_the_ledger_shows_what_the_rule_keeps():
     decay = ledger(ModelConfig(selection="decay"), 20, 427, 6)
     assert epoch.total_bytes - base.total_bytes == base.entries["weights W"] + base.entries["bias b"]
     assert decay.total_bytes - base.total_bytes == 12
+
+
+def _span_set(small_span: float, rng: np.random.Generator) -> np.ndarray:
+    """20 series around 0 whose p99.9 is set by 2 wide series (values ±1000), and 18
+    series that span ``small_span`` of the 1000 → 127-code scale."""
+    wide = rng.choice([-1000.0, 1000.0], size=(2, 200))
+    small = rng.uniform(-0.5, 0.5, size=(18, 200)) * small_span * 1000.0 / 127.0
+    return np.vstack([wide, small])
+
+
+def test_auto_compands_only_series_starved_of_codes():
+    from coordinator.service.datasets import MIN_SERIES_CODES, auto_scale, series_codes
+
+    rng = np.random.default_rng(3)
+    starved, fine = _span_set(3.0, rng), _span_set(60.0, rng)
+    assert series_codes(starved) < MIN_SERIES_CODES <= series_codes(fine)
+    assert auto_scale(starved) == "mulaw" and auto_scale(fine) == "global"
+    # auto is exactly the scale it picks, on both splits
+    t = rng.standard_normal((4, 200)) * 50
+    for x, pick in ((starved, "mulaw"), (fine, "global")):
+        for got, want in zip(quantize_int8(x, t, "auto"), quantize_int8(x, t, pick)):
+            assert np.array_equal(got, want)
+    # series_codes is the median span of the global codes, and uses the training split only
+    q = quantize_int8(fine, t)[0].astype(int)
+    assert series_codes(fine) == np.median(q.max(axis=1) - q.min(axis=1) + 1)
+
+
+def test_auto_never_looks_at_the_test_split():
+    rng = np.random.default_rng(4)
+    x = _span_set(3.0, rng)
+    a = quantize_int8(x, rng.standard_normal((3, 200)), "auto")[0]
+    b = quantize_int8(x, rng.standard_normal((3, 200)) * 1e6, "auto")[0]
+    assert np.array_equal(a, b)
+
+
+def test_auto_picks_mulaw_for_covid3month_only():
+    from coordinator.service.datasets import auto_scale, bundled_datasets
+
+    picks = {n: auto_scale(load_dataset(n).x_train) for n in ("Covid3Month_disc", "GunPoint", "ACSF1")
+             if n in bundled_datasets()}
+    assert picks.get("Covid3Month_disc", "mulaw") == "mulaw"
+    assert all(v == "global" for k, v in picks.items() if k != "Covid3Month_disc")
+
+
+def test_the_run_quantizes_with_auto_by_default():
+    from coordinator.service.run_setup import RunArgs
+
+    assert RunArgs(dataset="GunPoint").quantization == "auto"
