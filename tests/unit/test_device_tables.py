@@ -122,3 +122,26 @@ def test_series_delivered_out_of_order_or_twice_keep_the_last_row_of_each_item()
         if a is not None:
             assert np.array_equal(a[0], b[0]) and a[1] == b[1], t
     assert all(tidy.series_of(t) is not None for t in theirs)
+
+
+def test_the_tx_stats_wire_dict_is_the_records_wire_form() -> None:
+    import copy
+
+    from coordinator.service.run_setup import RunArgs, build_setup
+    from node.device.base import PassMetrics
+    from node.device.factory import make_device
+    from node.device.rocknet import DeviceData
+
+    setup = build_setup(RunArgs(dataset="GunPoint", nodes=2, num_features=1000))
+    device = make_device(0, setup.config, DeviceData.from_shard(setup.shard(0)))
+    for passes in ([], [PassMetrics("train", 0, 3, 4, 1.5, 1)],
+                   [PassMetrics("train", 0, 3, 4, 1.5, 0), PassMetrics("eval", 0, 0, 0, 0.0, 2),
+                    PassMetrics("val", 1, 1, 2, 0.25, 0)]):
+        device.passes = passes
+        device.stats.compute_wall_s, device.stats.steps = 0.125, 2
+        twin = copy.deepcopy(device)
+        wire = device.take_stats()
+        expected = twin.take_tx_stats().to_wire()
+        assert wire == expected and list(wire) == list(expected)
+        assert list(wire.get("train", {})) == list(expected.get("train", {}))
+        assert device.stats.steps == 0  # reset, as take_tx_stats does
