@@ -323,11 +323,11 @@ class DeviceBase(ABC):
                 if len(latest) == 2:
                     break
         for kind in ("train", "eval"):
-            if (p := latest.get(kind)) is not None:
-                total = p.total
-                out[kind] = {"kind": p.kind, "epoch": p.epoch, "correct": p.correct, "total": total,
-                             "accuracy": p.correct / total if total else None,
-                             "loss": p.loss_sum / total if total else None, "skipped": p.skipped}
+            if (run := latest.get(kind)) is not None:
+                total = run.total
+                out[kind] = {"kind": run.kind, "epoch": run.epoch, "correct": run.correct, "total": total,
+                             "accuracy": run.correct / total if total else None,
+                             "loss": run.loss_sum / total if total else None, "skipped": run.skipped}
         self.stats = ExchangeStats()
         return out
 
