@@ -144,7 +144,7 @@ class NodeAgent:
         fields = device.tx_payload(msg)
         # The wire form of replace(stats, bad_frames=..., stale_frames=...): the counters
         # come last either way, without rebuilding the record on every exchange.
-        stats = device.take_tx_stats().to_wire()
+        stats = device.take_stats()
         stats["bad_frames"] = self.bad_frames
         stats["stale_frames"] = self.stale_frames
         # Built from the device's typed payload, unchecked: the coordinator's decode checks it.

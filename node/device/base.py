@@ -20,6 +20,7 @@ from node.mcu.memory import Ledger
 from node.ml.head import ShardHead
 from node.ml.minirocket import fit_biases_units, transform_units
 from node.ml.scaling import FeatureScaler
+from node.device.tables import ItemTables
 from protocol.config.model import fit_dilations
 from protocol.config.run import RunConfig
 from protocol.stream.modes import kernels_held, stream_for, units_held
@@ -140,11 +141,20 @@ class DeviceBase(ABC):
         self.n_features = self.head.n_features
         self.scaler = FeatureScaler(self.n_features) if cfg.model.feature_scaling else None
         self._scaler_done = self.scaler is None
-        # item -> (series int8[L], label) received from its owner (own items: the shard).
-        self._series: dict[int, tuple[np.ndarray, int]] = {}
-        # (is_test, sample) -> PPV features: a host-side cache (features never change); the
+        self.tables = ItemTables.of(self.stream, self.device, self.data)
+        n_items, n_slots = self.stream.n_items, self.tables.n_slots
+        # Received series (own items: the shard), as arrays indexed by item and by sample
+        # slot, not a dict of tuples: the exchange path reads and writes them by slices.
+        # ``_have[t]``: the series of item t arrived and is still needed; its series is
+        # ``_rx_series[slot[t]]`` (a sample's series is the same in every pass) and its
+        # label ``_rx_labels[t]``. Lazily zeroed memory: untouched slots cost nothing.
+        self._have = np.zeros(n_items, dtype=bool)
+        self._rx_series = np.zeros((n_slots, cfg.series_length), dtype=np.int8)
+        self._rx_labels = np.zeros(n_items, dtype=np.int64)
+        # PPV features per sample slot: a host-side cache (features never change); the
         # modeled MCU time still counts the recomputation the real device does.
-        self._features: dict[tuple[bool, int], np.ndarray] = {}
+        self._feature_cache = np.zeros((n_slots, self.n_features), dtype=np.float32)
+        self._feature_ok = np.zeros(n_slots, dtype=bool)
         # Last partial logits seen per device (the ``reuse`` policy; node/checkpoint.py saves
         # them for every mode).
         self._last_logits = np.zeros((cfg.n_devices, cfg.n_classes), dtype=np.float32)
@@ -190,21 +200,32 @@ class DeviceBase(ABC):
 
     # ---------------------------------------------------------------- own samples
     def owns(self, item: int) -> bool:
-        return int(self.stream.owner[item]) == self.device
+        return bool(self.tables.owned[item])
 
     def _own_series(self, item: int) -> tuple[np.ndarray, int]:
-        sample = int(self.stream.sample[item])
-        if self.stream.is_test(item):  # validation items are training samples
-            local = sample - self.data.test_start
-            return self.data.x_test[local], int(self.data.y_test[local])
-        local = sample - self.data.train_start
-        return self.data.x_train[local], int(self.data.y_train[local])
+        row = int(self.tables.own_rows(np.array([item]))[0])
+        return self.tables.own_series[row], int(self.tables.own_labels[row])
 
     def series_of(self, item: int) -> tuple[np.ndarray, int] | None:
         """The series and label of ``item`` if this device has it (own or received)."""
-        if self.owns(item):
+        if self.tables.owned[item]:
             return self._own_series(item)
-        return self._series.get(item)
+        if self._have[item]:
+            return self._rx_series[self.tables.slot[item]], int(self._rx_labels[item])
+        return None
+
+    def _forget_series(self, items: int | slice | np.ndarray) -> None:
+        """Drop received series of ``items`` (own ones stay: they are the shard)."""
+        self._have[items] = False
+
+    def _labels_of(self, items: np.ndarray) -> np.ndarray:
+        """int64 labels of ``items`` (all must have their series here)."""
+        tables = self.tables
+        labels = self._rx_labels[items]
+        own = tables.owned[items]
+        if own.any():
+            labels[own] = tables.own_labels[tables.own_rows(items[own])]
+        return labels
 
     def _pass_kind(self, item: int) -> PassKind:
         if self.stream.kind[item] != KIND_EVAL:
@@ -219,31 +240,26 @@ class DeviceBase(ABC):
         return self.passes[-1]
 
     # ---------------------------------------------------------------- features
-    def _feature_key(self, item: int) -> tuple[bool, int]:
-        return self.stream.is_test(item), int(self.stream.sample[item])
-
-    def _features_of(self, items: list[int]) -> np.ndarray:
-        """Unscaled PPV features of ``items`` (all must have their series here)."""
-        keys = [self._feature_key(item) for item in items]
-        missing = [(key, item) for key, item in zip(keys, items) if key not in self._features]
-        if missing:
+    def _features_of(self, items: list[int] | range | np.ndarray) -> np.ndarray:
+        """Unscaled PPV features float32[n, F_i] of ``items`` (all must have their series here)."""
+        index = np.asarray(items, dtype=np.intp)
+        slots = self.tables.slot[index]
+        missing = np.flatnonzero(~self._feature_ok[slots])
+        if len(missing):
             rows = []
-            for _, item in missing:
+            for item in index[missing].tolist():
                 have = self.series_of(item)
                 assert have is not None, f"item {item}: features asked without its series"
                 rows.append(have[0])
             feats = transform_units(np.stack(rows), self.dilations, self.features_per_dilation,
                                     self.biases, self.unit_start, self.unit_stop,
                                     self.config.model.padding == "zero")
-            for row, (key, _) in enumerate(missing):
-                self._features[key] = feats[row]
+            self._feature_cache[slots[missing]] = feats
+            self._feature_ok[slots[missing]] = True
         # Every use is a recomputation on the real device: count it in the modeled time.
-        self.stats.samples_transformed += len(items)
-        self.stats.compute_modeled_s += len(items) * self._features_s
-        out = np.empty((len(items), self.n_features), dtype=np.float32)
-        for row, key in enumerate(keys):
-            out[row] = self._features[key]
-        return out
+        self.stats.samples_transformed += len(index)
+        self.stats.compute_modeled_s += len(index) * self._features_s
+        return self._feature_cache[slots]
 
     def _scaled(self, feats: np.ndarray) -> np.ndarray:
         return self.scaler.apply(feats) if self.scaler is not None else feats
@@ -286,8 +302,34 @@ class DeviceBase(ABC):
         return out
 
     def take_stats(self) -> dict[str, Any]:
-        """:meth:`take_tx_stats` in its wire form."""
-        return self.take_tx_stats().to_wire()
+        """:meth:`take_tx_stats` in its wire form, built directly: the very dict
+        ``take_tx_stats().to_wire()`` gives (same keys, order and values) without the two
+        records per exchange (tests/unit/test_device_tables.py compares them)."""
+        stats = self.stats
+        out: dict[str, Any] = {
+            "compute_wall_s": stats.compute_wall_s,
+            "compute_modeled_s": stats.compute_modeled_s,
+            "samples_transformed": stats.samples_transformed,
+            "steps": stats.steps,
+            "ram_bytes": self.ledger.total_bytes,
+            "processed_item": self.processed_item,
+            "model_sample_s": self._model_sample_s(),
+            "model_step_s": self._step_s,
+        }
+        latest: dict[str, PassMetrics] = {}
+        for p in reversed(self.passes):  # the latest training and test pass
+            if p.kind not in latest and p.kind != "val":
+                latest[p.kind] = p
+                if len(latest) == 2:
+                    break
+        for kind in ("train", "eval"):
+            if (run := latest.get(kind)) is not None:
+                total = run.total
+                out[kind] = {"kind": run.kind, "epoch": run.epoch, "correct": run.correct, "total": total,
+                             "accuracy": run.correct / total if total else None,
+                             "loss": run.loss_sum / total if total else None, "skipped": run.skipped}
+        self.stats = ExchangeStats()
+        return out
 
     def final_record(self) -> FinalMetrics:
         """Per-pass metrics of the whole run (for FINAL)."""

@@ -92,9 +92,9 @@ class PrivateLabelsDevice(Device):
         if kind == KIND_CALIB:
             return
         self._logits_done = item
-        own = self._own_logits.pop(item, None)
-        if kind == KIND_EVAL and not self.owns(item):
-            self._series.pop(item, None)
+        own = self._take_own_logits(item)
+        if kind == KIND_EVAL:
+            self._forget_series(item)  # own series stay (the shard)
         if not self.owns(item):
             return
         metrics = self._pass(item)
@@ -144,8 +144,7 @@ class PrivateLabelsDevice(Device):
             self.stats.compute_modeled_s += self._grad_s
         if self.stream.step_after[item]:
             self._step()
-        if not self.owns(item):
-            self._series.pop(item, None)
+        self._forget_series(item)
 
     def _pass(self, item: int) -> PassMetrics:
         """The metrics of ``item``'s pass (scoring and updates of one pass interleave with

@@ -31,7 +31,7 @@ from node.mcu.firmware_memory import firmware_ledger
 from node.mcu.memory import Ledger
 from node.mcu.memory import check as check_ram
 from node.mcu.memory import ledger as ram_ledger
-from node.ml.head import ShardHead, sum_partial_logits
+from node.ml.head import ShardHead, sum_partial_logits, sum_partial_logits_rows
 from protocol.config.model import feature_ranges, total_steps
 from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN
 from protocol.stream.validation import select_candidate
@@ -56,8 +56,10 @@ class Device(DeviceBase):
         self._best: tuple[int, np.ndarray, np.ndarray] | None = None
         self._phase_head_obj: ShardHead | None = None  # the head _phase_head built last
         super().__post_init__()
-        # item -> own partial logits (float32 [C]) until the item's logits are consumed.
-        self._own_logits: dict[int, np.ndarray] = {}
+        # Own partial logits per item (float32 [n_items, C]) and whether they are pending
+        # (computed, the item's logits not yet consumed): arrays, filled and read by slices.
+        self._own_logits = np.zeros((self.stream.n_items, self.config.n_classes), dtype=np.float32)
+        self._own_pending = np.zeros(self.stream.n_items, dtype=bool)
 
     # ---------------------------------------------------------------- mode hooks
     def _ram_ledger(self) -> Ledger:
@@ -184,15 +186,13 @@ class Device(DeviceBase):
 
         Returns ``(items int32[k], series int8[k, L], labels int16[k])``.
         """
+        tables = self.tables
         a, b = max(first_round, 0), min(stop_round, self.stream.n_items)
-        items = (np.flatnonzero(self.stream.owner[a:b] == self.device) + a).tolist() if b > a else []
-        series = np.zeros((len(items), self.config.series_length), dtype=np.int8)
-        labels = np.zeros(len(items), dtype=np.int16)
-        for row, item in enumerate(items):
-            x, y = self._own_series(item)
-            series[row] = x
-            labels[row] = y
-        return np.asarray(items, dtype=np.int32), series, labels
+        lo, hi = np.searchsorted(tables.own_items, (a, max(a, b))).tolist()
+        items = tables.own_items[lo:hi]
+        rows = tables.own_rows(items)
+        return (items.astype(np.int32), tables.own_series[rows],
+                tables.own_labels[rows].astype(np.int16))
 
     def logits_payload(self, first_item: int, stop_item: int) -> tuple[np.ndarray, np.ndarray]:
         """Partial logits of items ``[first_item, stop_item)`` whose series this device has.
@@ -202,24 +202,30 @@ class Device(DeviceBase):
         """
         started = time.perf_counter()
         a, b = max(first_item, 0), min(stop_item, self.stream.n_items)
-        items: list[int] = []
+        items = np.zeros(0, dtype=np.intp)
         if b > a:
             self._sync_phase(a)
-            own = (self.stream.owner[a:b] == self.device).tolist()
-            calib = (self.stream.kind[a:b] == KIND_CALIB).tolist()
-            items = [t for t, mine, cal in zip(range(a, b), own, calib)
-                     if not cal and (mine or t in self._series)]
-        if items and not self._scaler_done:
+            tables = self.tables
+            usable = (tables.owned[a:b] | self._have[a:b]) & ~tables.calib[a:b]
+            items = np.flatnonzero(usable) + a
+        if len(items) and not self._scaler_done:
             self._finish_calibration()
-        if not items:
+        if not len(items):
             return np.zeros(0, dtype=np.int32), np.zeros((0, self.config.n_classes), np.float32)
         feats = self._scaled(self._features_of(items))
         logits = self.head.partial_logits(feats)
         self.stats.compute_modeled_s += len(items) * self._logits_s
-        for row, item in enumerate(items):
-            self._own_logits[item] = logits[row]
+        self._own_logits[items] = logits
+        self._own_pending[items] = True
         self.stats.compute_wall_s += time.perf_counter() - started
-        return np.asarray(items, dtype=np.int32), logits
+        return items.astype(np.int32), logits
+
+    def _take_own_logits(self, item: int) -> np.ndarray | None:
+        """This device's pending partial logits of ``item`` (None: none), no longer pending."""
+        if not self._own_pending[item]:
+            return None
+        self._own_pending[item] = False
+        return self._own_logits[item].copy()
 
     def _finish_calibration(self) -> None:
         if self.scaler is not None:
@@ -234,26 +240,32 @@ class Device(DeviceBase):
         self, first_round: int, stop_round: int, items: np.ndarray, series: np.ndarray,
         labels: np.ndarray,
     ) -> None:
-        """Store the series delivered in rounds ``[first_round, stop_round)``, in round order.
+        """Store the series delivered in rounds ``[first_round, stop_round)``.
 
         Calibration items (own ones included) update this device's feature statistics.
         """
+        tables = self.tables
         a, b = max(first_round, 0), min(stop_round, self.stream.n_items)
-        delivered = {int(t): row for row, t in enumerate(items.tolist())}
-        for t in sorted(delivered):  # in round order
-            if a <= t < b and not self.owns(t):
-                row = delivered[t]
-                self._series[t] = (np.array(series[row], dtype=np.int8), int(labels[row]))
-        calib_items: list[int] = []
-        if b > a and bool((self.stream.kind[a:b] == KIND_CALIB).any()):
-            calib_items = [t for t in range(a, b)
-                           if self.stream.kind[t] == KIND_CALIB and self.series_of(t) is not None]
-        if calib_items and not self._scaler_done and self.scaler is not None:
-            started = time.perf_counter()
-            self.scaler.update(self._features_of(calib_items))
-            self.stats.compute_wall_s += time.perf_counter() - started
-        for t in calib_items:
-            self._series.pop(t, None)
+        if len(items):
+            rows = np.flatnonzero((items >= a) & (items < b))
+            rows = rows[~tables.owned[items[rows]]]
+            got = items[rows].astype(np.intp)
+            if len(got) > 1 and not bool((np.diff(got) > 0).all()):
+                # Unordered or repeated items (not what a coordinator sends): the last row
+                # of an item wins, as when they were stored one by one.
+                last = {t: row for t, row in zip(got.tolist(), rows.tolist())}
+                got = np.array(sorted(last), dtype=np.intp)
+                rows = np.array([last[t] for t in got.tolist()], dtype=np.intp)
+            self._rx_series[tables.slot[got]] = series[rows]
+            self._rx_labels[got] = labels[rows]
+            self._have[got] = True
+        if b > a and bool(tables.calib[a:b].any()):
+            calib = np.flatnonzero(tables.calib[a:b] & (tables.owned[a:b] | self._have[a:b])) + a
+            if len(calib) and not self._scaler_done and self.scaler is not None:
+                started = time.perf_counter()
+                self.scaler.update(self._features_of(calib))
+                self.stats.compute_wall_s += time.perf_counter() - started
+            self._forget_series(calib)
 
     def receive_logits(self, items: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> None:
         """Sum the delivered partial logits per item and learn from them, in item order.
@@ -278,57 +290,45 @@ class Device(DeviceBase):
         elementwise, :meth:`ShardHead.accumulate_batch` adds rows in order, scores are added
         in order); returns False, having changed nothing, when the case does not apply.
         """
-        stream, n = self.stream, len(items)
-        if n == 0 or not bool(np.delete(mask, self.device, axis=1).all()):  # own column: ours
+        stream, tables, n, me = self.stream, self.tables, len(items), self.device
+        if n == 0 or not (bool(mask[:, :me].all()) and bool(mask[:, me + 1:].all())):  # own column: ours
             return False
-        item_list = items.tolist()
-        first, last = item_list[0], item_list[-1]
-        if (first <= self.processed_item or last >= stream.n_items
-                or item_list != list(range(first, last + 1))
-                or bool((stream.kind[first:last + 1] == KIND_CALIB).any())
-                or any(t not in self._own_logits for t in item_list)):
+        first, last = int(items[0]), int(items[-1])
+        span = slice(first, last + 1)
+        if (first <= self.processed_item or last >= stream.n_items or last - first + 1 != n
+                or (n > 1 and not bool((np.diff(items) == 1).all()))
+                or bool(tables.calib[span].any()) or not bool(self._own_pending[span].all())):
             return False
         parts = np.array(logits, dtype=np.float32)  # [m, N, C]
-        parts[:, self.device] = np.stack([self._own_logits.pop(t) for t in item_list])
-        totals = sum_partial_logits(parts.transpose(1, 0, 2))  # devices in order, per item
+        parts[:, me] = self._own_logits[span]
+        self._own_pending[span] = False
+        totals = sum_partial_logits_rows(parts)  # devices in order, per item
         self._last_logits[:] = parts[-1]
         self._have_last[:] = True
-        labels = np.fromiter((self._label_of(t) for t in item_list), dtype=np.int64, count=n)
+        labels = self._labels_of(np.arange(first, last + 1))
         # Runs of one pass that end at an optimizer step at the latest.
-        cuts = [0]
-        for row in range(1, n):
-            prev, cur = item_list[row - 1], item_list[row]
-            if (stream.step_after[prev] or stream.kind[prev] != stream.kind[cur]
-                    or stream.epoch[prev] != stream.epoch[cur]):
-                cuts.append(row)
-        cuts.append(n)
+        cuts = [0, *(np.flatnonzero(tables.run_starts[first + 1:last + 1]) + 1).tolist(), n]
         for a, b in zip(cuts[:-1], cuts[1:]):
-            seg = item_list[a:b]
-            self._sync_phase(seg[0])
-            metrics = self._pass(seg[0])
+            head, tail = first + a, first + b - 1
+            self._sync_phase(head)
+            metrics = self._pass(head)
             score_rows(metrics, totals[a:b], labels[a:b])
-            if stream.kind[seg[0]] == KIND_TRAIN:
-                feats = self._scaled(self._features_of(seg))
+            if tables.train[head]:
+                feats = self._scaled(self._features_of(np.arange(head, tail + 1)))
                 self.head.accumulate_batch(feats, totals[a:b], labels[a:b])
-                for _ in seg:  # added one by one, as :meth:`_consume` does
+                for _ in range(b - a):  # added one by one, as :meth:`_consume` does
                     self.stats.compute_modeled_s += self._grad_s
-                if stream.step_after[seg[-1]]:
+                if stream.step_after[tail]:
                     self._step()
-            self.processed_item = seg[-1]
-        for t in item_list:
-            if not self.owns(t):
-                self._series.pop(t, None)
+            self.processed_item = tail
+        self._forget_series(span)
         return True
-
-    def _label_of(self, item: int) -> int:
-        have = self.series_of(item)
-        assert have is not None  # own logits exist only for items whose series is here
-        return have[1]
 
     def skip_items(self, first_item: int, stop_item: int) -> None:
         """Items whose logits exchange this device missed entirely (it was silent/off)."""
-        for item in range(max(first_item, 0), min(stop_item, self.stream.n_items)):
-            if item > self.processed_item and self.stream.kind[item] != KIND_CALIB:
+        a, b = max(first_item, 0, self.processed_item + 1), min(stop_item, self.stream.n_items)
+        if b > a:
+            for item in (np.flatnonzero(~self.tables.calib[a:b]) + a).tolist():
                 self._consume(item, None, None, self.config.missing_policy)
 
     def _consume(self, item: int, parts: np.ndarray | None, mask: np.ndarray | None, policy: str) -> None:
@@ -338,7 +338,7 @@ class Device(DeviceBase):
         self._sync_phase(item)
         self.processed_item = item
         metrics = self._pass(item)
-        own = self._own_logits.pop(item, None)
+        own = self._take_own_logits(item)
         have = self.series_of(item)
         total: np.ndarray | None = None
         if have is not None:
@@ -354,8 +354,7 @@ class Device(DeviceBase):
                 self.stats.compute_modeled_s += self._grad_s
         if kind == KIND_TRAIN and self.stream.step_after[item]:
             self._step()
-        if not self.owns(item):
-            self._series.pop(item, None)
+        self._forget_series(item)
 
     def _summed_logits(
         self, own: np.ndarray | None, parts: np.ndarray | None, mask: np.ndarray | None, policy: str

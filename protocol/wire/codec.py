@@ -110,10 +110,21 @@ def encode_array(arr: np.ndarray) -> bytes:
     return _array_head(name, arr.ndim) + _DIMS[arr.ndim].pack(*arr.shape) + raw
 
 
+#: Most distinct empty arrays :func:`decode_array` keeps (see there).
+_EMPTY_CACHE_SIZE = 256
+_EMPTY: dict[bytes, np.ndarray] = {}
+
+
 def decode_array(data: bytes) -> np.ndarray:
     """Inverse of :func:`encode_array`: a read-only array viewing ``data`` (no copy; the
-    unpacker passes a private ``bytes`` object, so nothing else can change it)."""
+    unpacker passes a private ``bytes`` object, so nothing else can change it).
+
+    An empty array (most of a frame's optional fields) is one shared read-only object per
+    header: it holds no data, so sharing it changes nothing, and one dict probe replaces
+    the header checks (up to :data:`_EMPTY_CACHE_SIZE` distinct ones are kept)."""
     size = len(data)
+    if size <= 48 and type(data) is bytes and (cached := _EMPTY.get(data)) is not None:  # 48: header + 4 dims
+        return cached
     # The common case in one dict probe: a well-formed header and a byte count that
     # matches the shape. Anything else takes the checks below, which raise.
     entry = _DECODE_HEADS.get(bytes(data[:16 if data[0] > 6 else 8])) if size else None
@@ -130,6 +141,8 @@ def decode_array(data: bytes) -> np.ndarray:
                          or np.frombuffer(data, np.uint8, count, raw_at).max() <= 1)):
                 arr = np.frombuffer(data, dtype, count, raw_at).reshape(shape)
                 arr.flags.writeable = False
+                if not count and size <= 48 and len(_EMPTY) < _EMPTY_CACHE_SIZE:
+                    _EMPTY[bytes(data)] = arr
                 return arr
     return _decode_array_checked(data, size)
 

@@ -108,3 +108,16 @@ def test_a_frame_accepted_quickly_still_counts_its_objects() -> None:
     raw = encode(Tx.build(stats=big, **fields))
     with pytest.raises(ProtocolError, match="more than 65536 msgpack objects"):
         decode(raw)
+
+
+def test_empty_arrays_decode_to_one_shared_read_only_object_per_header() -> None:
+    from protocol.wire.codec import decode_array, encode_array
+
+    for arr in (np.zeros((0, 3), np.float32), np.zeros(0, np.int32), np.zeros((2, 0, 4), np.int8)):
+        wire = encode_array(arr)
+        first, again = decode_array(wire), decode_array(bytes(bytearray(wire)))
+        assert first is again and first.shape == arr.shape and first.dtype == arr.dtype
+        assert not first.flags.writeable
+        assert decode_array(bytearray(wire)).shape == arr.shape  # not only bytes
+    full = encode_array(np.arange(3, dtype=np.int16))
+    assert decode_array(full) is not decode_array(full)  # data-bearing arrays stay private views
