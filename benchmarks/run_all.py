@@ -33,6 +33,7 @@ QUICK_ARGS = {
     "air.py": ["--quick"],
     "transform.py": ["--repeats", "3"],
     "testbed.py": ["--epochs", "2"],
+    "speculation.py": ["--repeat", "1", "--epochs", "2"],
     "compose_up.py": ["--repeats", "1"],
 }
 #: What a figure means and the target DESIGN.md holds it to: (description, op, bound).
