@@ -32,7 +32,7 @@ FIGURE_LINE = re.compile(r"^\s*([A-Za-z_][\w .\-/()%]*?)\s*:\s*([-+]?\d+(?:\.\d+
 QUICK_ARGS = {
     "air.py": ["--quick"],
     "transform.py": ["--repeats", "3"],
-    "testbed.py": ["--epochs", "2"],
+    "testbed.py": ["--repeat", "1"],
     "speculation.py": ["--repeat", "1", "--epochs", "2"],
     "compose_up.py": ["--repeats", "1"],
 }
