@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, ParamSpec, Sequence
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from protocol.air.round_loss import RoundLoss
 from protocol.air.topology_record import Topology
 
 PROTOCOLS = ("mixer", "glossy", "mixer-coordinated")
+_P = ParamSpec("_P")
 _PROTOCOL_CODE = {"mixer": 1, "glossy": 2, "mixer-coordinated": 3}
 #: Glossy PHY payload besides the application payload (header with the relay counter).
 GLOSSY_HEADER_BYTES = 4
@@ -129,35 +130,6 @@ def _check_sources(topology: Topology, sources: np.ndarray) -> np.ndarray:
         raise ValueError(f"sources must be topology node indices in 0..{topology.n_nodes - 1}, "
                          f"got {int(src.min())}..{int(src.max())} (map device ids with device_nodes)")
     return src.astype(np.int64)
-
-
-def resolve_batch(
-    protocol: str,
-    topology: Topology,
-    sources: Sequence[np.ndarray],
-    round_nos: Sequence[int],
-    loss: LossModel | None = None,
-    seed: int = 0,
-    alive: np.ndarray | None = None,
-    payload_bytes: int = 100,
-    phy: str = "2M",
-    n_tx: int = 3,
-    tx_prob: float = 0.5,
-    n_slots: int | None = None,
-    final_tx: int = 2,
-    idle_off: int = 8,
-    capture: CaptureModel = DEFAULT_CAPTURE,
-    rx_power_dbm: np.ndarray | None = None,
-    smart_shutdown: bool = True,
-    resync_after: int = RESYNC_AFTER_SLOTS,
-) -> list[AirResult]:
-    """Resolve consecutive rounds ``round_nos`` (strictly increasing) in one call and commit
-    the Gilbert–Elliott states to ``loss`` (see :func:`resolve_batch_deferred`)."""
-    airs, commit = resolve_batch_deferred(
-        protocol, topology, sources, round_nos, loss, seed, alive, payload_bytes, phy, n_tx,
-        tx_prob, n_slots, final_tx, idle_off, capture, rx_power_dbm, smart_shutdown, resync_after)
-    commit()
-    return airs
 
 
 def resolve_batch_deferred(
@@ -288,6 +260,24 @@ def resolve_batch_deferred(
 
 def _nothing() -> None:
     """The commit of a batch that changes no loss state."""
+
+
+def _committed(resolve_deferred: Callable[_P, tuple[list[AirResult], Callable[[], None]]]
+               ) -> Callable[_P, list[AirResult]]:
+    def resolve_batch(*args: _P.args, **kwargs: _P.kwargs) -> list[AirResult]:
+        airs, commit = resolve_deferred(*args, **kwargs)
+        commit()
+        return airs
+
+    resolve_batch.__doc__ = (
+        "Resolve consecutive rounds ``round_nos`` (strictly increasing) in one call and commit "
+        "the Gilbert–Elliott states to ``loss`` (the arguments: :func:`resolve_batch_deferred`).")
+    return resolve_batch
+
+
+#: :func:`resolve_batch_deferred` with the Gilbert–Elliott states committed at once: the same
+#: arguments (checked by the type checker through the ParamSpec), a list of results.
+resolve_batch = _committed(resolve_batch_deferred)
 
 
 def resolve(
