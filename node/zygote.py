@@ -215,6 +215,7 @@ class Zygote:
         # handlers: a SIGTERM in between (the zygote dying at once) must kill the child, not
         # run the zygote's handler in it.
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        zygote_pid = os.getpid()  # taken before the fork: the child may start after we died
         try:
             pid = os.fork()
         except OSError as exc:
@@ -226,7 +227,7 @@ class Zygote:
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                code = _child(self, entry, argv, log_path, env)
+                code = _child(self, zygote_pid, entry, argv, log_path, env)
             except SystemExit as exc:  # argparse
                 code = exc.code if isinstance(exc.code, int) else 2
             except BaseException:  # noqa: BLE001 - report and exit, never back into the loop
@@ -282,10 +283,11 @@ class Zygote:
                 self.reply({"exit": name, "pid": pid, "code": code})
 
 
-def _child(zygote: Zygote, entry: str, argv: list[str], log_path: str | None, env: dict[str, str]) -> int:
-    """Turn a fresh fork of the zygote into one process running ``entry``'s ``main(argv)``
-    (a node, or the reference); returns its exit code."""
-    zygote_pid = os.getppid()
+def _child(zygote: Zygote, zygote_pid: int, entry: str, argv: list[str], log_path: str | None,
+           env: dict[str, str]) -> int:
+    """Turn a fresh fork of the zygote (``zygote_pid``, taken before the fork) into one
+    process running ``entry``'s ``main(argv)`` (a node, or the reference); returns its exit
+    code."""
     os.setsid()  # its own session: Ctrl-C on the launcher's terminal does not reach it
     die_with_parent(signal.SIGTERM)
     if os.getppid() != zygote_pid:  # the zygote died before prctl took effect

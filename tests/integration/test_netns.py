@@ -183,13 +183,19 @@ def test_coordinator_and_nodes_on_two_emulated_hosts_with_curve(
                                        f"tcp://{COORD_IP}:7100", "--name", "node-09",
                                        "--idle-timeout", "5"], "stranger.log",
                          {k: v for k, v in env.items() if k != "ROCKNET_CURVE_DIR"})
+        # Its connection attempt reaches the node port (a routed SYN) before the run goes on:
+        # a short run could otherwise end before the stranger's interpreter has even started.
+        deadline = time.monotonic() + 60
+        while hosts.counters()["node_port"] <= before["node_port"]:
+            assert time.monotonic() < deadline, "the stranger node never reached the node port"
+            assert stranger.poll() is None, (tmp_path / "stranger.log").read_text()
+            time.sleep(0.05)
         sh(*hosts.exec(hosts.coord), *_cli("resume"), env=env)
         assert coordinator.wait(timeout=180) == 0, (tmp_path / "coordinator.log").read_text()
         summary = json.loads((out / "summary.json").read_text())
         assert summary["phase"] == "finished" and summary["nodes"] == N_NODES
         assert sorted(n["name"] for n in summary["per_node"]) == names
         assert all(n["status"] == "up" for n in summary["per_node"])
-        assert hosts.counters()["node_port"] > before["node_port"]
         assert stranger.wait(timeout=30) != 0, (tmp_path / "stranger.log").read_text()
     finally:
         for p in procs:
