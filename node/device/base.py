@@ -302,34 +302,8 @@ class DeviceBase(ABC):
         return out
 
     def take_stats(self) -> dict[str, Any]:
-        """:meth:`take_tx_stats` in its wire form, built directly: the very dict
-        ``take_tx_stats().to_wire()`` gives (same keys, order and values) without the two
-        records per exchange (tests/unit/test_device_tables.py compares them)."""
-        stats = self.stats
-        out: dict[str, Any] = {
-            "compute_wall_s": stats.compute_wall_s,
-            "compute_modeled_s": stats.compute_modeled_s,
-            "samples_transformed": stats.samples_transformed,
-            "steps": stats.steps,
-            "ram_bytes": self.ledger.total_bytes,
-            "processed_item": self.processed_item,
-            "model_sample_s": self._model_sample_s(),
-            "model_step_s": self._step_s,
-        }
-        latest: dict[str, PassMetrics] = {}
-        for p in reversed(self.passes):  # the latest training and test pass
-            if p.kind not in latest and p.kind != "val":
-                latest[p.kind] = p
-                if len(latest) == 2:
-                    break
-        for kind in ("train", "eval"):
-            if (run := latest.get(kind)) is not None:
-                total = run.total
-                out[kind] = {"kind": run.kind, "epoch": run.epoch, "correct": run.correct, "total": total,
-                             "accuracy": run.correct / total if total else None,
-                             "loss": run.loss_sum / total if total else None, "skipped": run.skipped}
-        self.stats = ExchangeStats()
-        return out
+        """:meth:`take_tx_stats` in its wire form (one record, one wire layout: protocol/wire/stats.py)."""
+        return self.take_tx_stats().to_wire()
 
     def final_record(self) -> FinalMetrics:
         """Per-pass metrics of the whole run (for FINAL)."""
