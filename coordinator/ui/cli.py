@@ -303,7 +303,7 @@ def _main(argv: list[str]) -> int:
         return cmd_run(a, spawn_nodes=True)
     if a.command == "coordinator":
         return cmd_run(a, spawn_nodes=False)
-    if a.command in ("sweep", "report", "baseline", "compare"):
+    if a.command in TOOL_COMMANDS:
         from coordinator.tools import baseline
         from coordinator.tools import compare
         from coordinator.tools import report
