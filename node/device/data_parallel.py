@@ -37,7 +37,7 @@ from node.device.base import DeviceBase, score
 from node.mcu import cycles
 from node.mcu.memory import Ledger, check_data_parallel, data_parallel_ledger
 from node.ml.head import ShardHead
-from protocol.config.model import n_features_total, total_steps
+from protocol.config.model import n_features_total
 from protocol.stream.modes import DP_COUNT_BYTES, DP_STATS_COUNT_BYTES
 from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN, Sync
 from protocol.wire.frames import Round, Rx
@@ -100,7 +100,7 @@ class DataParallelDevice(DeviceBase):
         return ShardHead(
             n_classes=cfg.n_classes, n_features=n_features, owns_bias=True, cfg=cfg.model,
             device=0, n_devices=1, total_features=n_features,
-            total_steps=total_steps(cfg.schedule.n_train, cfg.model),
+            total_steps=cfg.schedule.train_steps,
         )
 
     def _model_sample_s(self) -> float:

@@ -32,7 +32,7 @@ from node.mcu.memory import Ledger
 from node.mcu.memory import check as check_ram
 from node.mcu.memory import ledger as ram_ledger
 from node.ml.head import ShardHead, sum_partial_logits, sum_partial_logits_rows
-from protocol.config.model import feature_ranges, total_steps
+from protocol.config.model import feature_ranges
 from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN
 from protocol.stream.validation import select_candidate
 from protocol.wire.frames import Round, Rx
@@ -98,7 +98,7 @@ class Device(DeviceBase):
     def _phase_head(self, phase: int) -> ShardHead:
         """A fresh head for stream phase ``phase`` (its weight decay and its step count)."""
         cfg = self.config
-        model, steps = cfg.model, total_steps(cfg.schedule.n_train, cfg.model)
+        model, steps = cfg.model, cfg.schedule.train_steps
         if cfg.schedule.selection != "none":
             model = replace(model, weight_decay=model.phase_weight_decay(phase, max(self.chosen, 0)))
             steps = self.stream.phase_steps(phase)

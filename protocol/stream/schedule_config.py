@@ -57,6 +57,14 @@ class ScheduleConfig:
     # shortest round, as protocol.air.radio.firmware_round; else ours (L + 2 and 4 C, 100 B).
     firmware_messages: bool = False
 
+    @property
+    def train_steps(self) -> int:
+        """Optimizer steps of a run without a validation rule: ``epochs`` times one step per
+        batch of ``batch_size`` (the last, partial batch of an epoch steps too); equal to
+        ``protocol.config.model.total_steps`` for the model this schedule was made from,
+        without running its training-length rule again (a few ms a device at setup)."""
+        return self.epochs * -(-self.n_train // self.batch_size)
+
     def __post_init__(self) -> None:
         parse_split(self.placement)  # raises with the allowed values
         if self.selection not in SELECTIONS:

@@ -66,6 +66,16 @@ def test_stream_and_head_use_the_rule():
     assert build_stream(sched).steps == total_steps(20, cfg)
 
 
+@pytest.mark.parametrize("n_train", [1, 7, 16, 17, 20, 50, 140, 201])
+@pytest.mark.parametrize("overrides", [{}, {"batch_size": 5}, {"epochs": 3}, {"weight_decay": 0.0}])
+def test_schedule_carries_the_step_count_the_rule_gives(n_train, overrides):
+    """A device takes its step count from the schedule in WELCOME (no rule run per device):
+    it must be the model's, and the stream's."""
+    cfg = ModelConfig(**overrides)
+    sched = schedule_config(cfg, n_train, 3, 4)
+    assert sched.train_steps == total_steps(n_train, cfg) == build_stream(sched).steps
+
+
 def test_weights_no_gradient_touches_keep_exactly_the_residue():
     """The rule's premise on the head itself: a feature that is 0 in every sample (no
     gradient) keeps init x residue after the run; the rule brings it under 1 %, 15 epochs do
