@@ -14,6 +14,14 @@
 
        python benchmarks/node_exchange.py --tree /tmp/base [--lockstep] [--devices 0,7]
 
+4. ``interleave``: one forked process per device replays its frames, first all running
+   freely side by side, then taking turns frame by frame round a token ring of pipes (device
+   i handles one frame, then passes the token to i + 1), as the node processes of a run on
+   few cores take turns. Only decode, handle and encode are timed, so the ratio is what
+   running after N - 1 other processes (cold caches) costs the same work::
+
+       python benchmarks/node_exchange.py interleave [--lockstep]
+
 The frames come from this tree's coordinator: a tree whose wire differs cannot replay them.
 """
 
@@ -119,6 +127,60 @@ def replay(path: Path, devices: list[int] | None) -> dict[str, float]:
     return out
 
 
+def _interleaved(path: Path, ring: bool) -> float:
+    """µs of CPU per exchange and node (mean over the devices) with one forked process per
+    device; ``ring``: the processes take turns frame by frame round a token ring."""
+    import msgpack
+
+    from node.agent import AgentOptions, NodeAgent
+    from protocol.wire.frames import decode, encode
+
+    doc = msgpack.unpackb(path.read_bytes())
+    names = sorted(doc["frames"])
+    pipes = [os.pipe() for _ in names]
+    results = os.pipe()
+    children = []
+    for i, name in enumerate(names):
+        pid = os.fork()
+        if pid == 0:  # the child: its device's frames, then its CPU seconds on the results pipe
+            agent = NodeAgent(AgentOptions(name=name))
+            token_in, token_out = pipes[i][0], pipes[(i + 1) % len(names)][1]
+            cpu = 0.0
+            for k, raw in enumerate(doc["frames"][name]):
+                if ring:
+                    os.read(token_in, 1)
+                t0 = time.process_time()
+                for reply in agent.handle(decode(raw)):
+                    encode(reply)
+                if k > 0:  # frame 0 is the WELCOME: setup, not an exchange
+                    cpu += time.process_time() - t0
+                if ring:
+                    os.write(token_out, b"t")
+            os.write(results[1], f"{cpu:.9f}\n".encode())
+            os._exit(0)
+        children.append(pid)
+    if ring:
+        os.write(pipes[0][1], b"t")
+    for pid in children:
+        os.waitpid(pid, 0)
+    with os.fdopen(results[0]) as out:
+        os.close(results[1])
+        total = sum(float(line) for line in out)
+    return total * 1e6 / (doc["exchanges"] * len(names))
+
+
+def interleave(frames: Path, repeats: int) -> None:
+    """Print the free-running and the token-ring figure side by side (medians)."""
+    free, ring = [], []
+    for _ in range(repeats):  # alternately: both see the same machine load
+        free.append(_interleaved(frames, ring=False))
+        ring.append(_interleaved(frames, ring=True))
+    f, r = statistics.median(free), statistics.median(ring)
+    print(f"µs of CPU per exchange and node, decode + handle + encode (median of {repeats})")
+    print(f"{'side by side, free-running':<34}{f:>10.1f}")
+    print(f"{'taking turns frame by frame':<34}{r:>10.1f}   {r / f:.2f}x")
+
+
 def _replay_in(tree: Path, frames: Path, devices: str | None) -> dict[str, float]:
     cmd = [sys.executable, str(REPO / "benchmarks" / "node_exchange.py"), "replay", str(frames)]
     if devices:
@@ -134,7 +196,7 @@ def _replay_in(tree: Path, frames: Path, devices: str | None) -> dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", nargs="?", default="compare", choices=("compare", "capture", "replay"))
+    p.add_argument("command", nargs="?", default="compare", choices=("compare", "capture", "replay", "interleave"))
     p.add_argument("frames", nargs="?", type=Path)
     p.add_argument("--tree", type=Path, action="append", default=[], help="another tree to replay in")
     p.add_argument("--nodes", type=int, default=20)
@@ -158,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             n = capture(frames, a.nodes, a.dataset, a.lockstep, a.loss)
             print(f"captured {n} exchanges ({'lockstep' if a.lockstep else 'batch'}), "
                   f"{a.nodes} devices, {a.dataset}, loss {a.loss}")
+        if a.command == "interleave":
+            interleave(frames, a.repeats)
+            return 0
         trees = [REPO, *a.tree]
         runs: dict[Path, list[dict[str, float]]] = {t: [] for t in trees}
         for _ in range(a.repeats):  # alternately: both see the same machine load
