@@ -22,7 +22,11 @@ For every bundled univariate equal-length dataset (``bundled_datasets()``) and, 
   (default 1000, the length of RockNet's own simulation; the CLI's ``--recipe paper`` keeps
   ``--epochs``' default unless told);
 * **ridge**: aeon MiniRocket (seeded) + StandardScaler + RidgeClassifierCV(alphas=logspace(-3,
-  3, 10)) on the same split, float series.
+  3, 10)) on the same split, float series;
+* **ridge on our features**: the same StandardScaler + RidgeClassifierCV on exactly the
+  features our devices compute (their int8 series, dilation rule, bias rows; all shards'
+  columns side by side), so that a gap splits into what the features cost (ridge − this)
+  and what our trained head costs (this − ours).
 
 Both see only the training split while fitting; the test split is used once, to score.
 Datasets whose device 0 does not fit the RAM budget at N are listed with the ledger's
@@ -76,6 +80,7 @@ class AccuracyRow:
     ram_note: str  # the ledger's message when the requested N does not fit, else ""
     wall_s: float  # seconds for our model
     ridge_int8: float | None = None  # ridge on the int8-quantized series the devices see
+    ridge_ours: float | None = None  # ridge on our devices' own features (ridge_on_our_features)
     selected: float | None = None  # test accuracy with select_config's choice (offline)
     selected_cfg: str = ""  # "wd=…, epochs=…" chosen on the validation carve
     rule: float | None = None  # test accuracy with selection="decay" (on the devices)
@@ -122,6 +127,30 @@ def ridge_accuracy(ds: Dataset, seed: int = 0) -> float:
     clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS))
     clf.fit(f_train, ds.y_train)
     return float(np.mean(clf.predict(f_test) == ds.y_test))
+
+
+def ridge_on_our_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                          y_test: np.ndarray, cfg: ModelConfig) -> float:
+    """StandardScaler + RidgeClassifierCV test accuracy on the features our devices compute
+    from the int8 series ``x_train``/``x_test`` with ``cfg`` (every (kernel, dilation) unit:
+    the columns of all shards side by side, kernel-major)."""
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from node.ml.minirocket import fit_biases_units, transform_units
+    from protocol.config.model import N_KERNELS, bias_fit_rows, fit_dilations
+
+    dilations, fpd = fit_dilations(x_train.shape[1], cfg)
+    rows = bias_fit_rows(len(x_train), len(dilations), cfg)
+    units = N_KERNELS * len(dilations)
+    biases = fit_biases_units(x_train, rows, dilations, fpd, 0, units)
+    zero = cfg.padding == "zero"
+    f_train = transform_units(x_train, dilations, fpd, biases, 0, units, zero)
+    f_test = transform_units(x_test, dilations, fpd, biases, 0, units, zero)
+    clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS))
+    clf.fit(f_train, y_train)
+    return float(np.mean(clf.predict(f_test) == y_test))
 
 
 def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: int) -> tuple[int, str]:
@@ -187,7 +216,9 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
     return AccuracyRow(
         name=ds.name, n_train=n_train, n_test=n_test, length=ds.series_length,
         n_classes=ds.n_classes, n_devices=n, ours=res.test_accuracy, ridge=ridge_accuracy(ds),
-        ram_note=note, wall_s=wall, ridge_int8=ridge_accuracy(q), selected=selected, selected_cfg=selected_cfg,
+        ram_note=note, wall_s=wall, ridge_int8=ridge_accuracy(q),
+        ridge_ours=ridge_on_our_features(x_train, ds.y_train, x_test, ds.y_test, cfg),
+        selected=selected, selected_cfg=selected_cfg,
         rule=rule_acc, rule_choice=rule_choice, paper=paper_acc, paper_choice=paper_choice,
         before=before_acc, scale=scale, epochs=n_epochs(n_train, cfg),
         rounds=_rounds(cfg, n_train, n_test, n), rounds_before=_rounds(old, n_train, n_test, n),
@@ -236,8 +267,9 @@ def markdown(rows: list[AccuracyRow]) -> str:
     out = [
         "| dataset | n_train / n_test / L / C | N | scale | epochs | rounds (15 epochs → ours) "
         "| ours (defaults) | before issue 17 | ours with the rule (chosen) | ours, paper recipe (kept) "
-        "| ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series | ≥ paper | ridge on int8 series |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series | ≥ paper | ridge on int8 series "
+        "| ridge on our features |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rule_gap, paper_gap = r.rule_gap_pp, r.paper_gap_pp
@@ -247,7 +279,7 @@ def markdown(rows: list[AccuracyRow]) -> str:
             f"{r.epochs or ''} | {rounds} | {r.ours:.3f} | {_acc(r.before)} | {_acc(r.rule, r.rule_choice)} | "
             f"{_acc(r.paper, r.paper_choice)} | {r.ridge:.3f} | {r.gap_pp:+.1f} | "
             f"{'' if rule_gap is None else f'{rule_gap:+.1f}'} | {'yes' if _met(r.gap_pp, r.one_series_pp) else 'no'} | "
-            f"{'' if paper_gap is None else ('yes' if paper_gap >= 0 else 'no')} | {_acc(r.ridge_int8)} |"
+            f"{'' if paper_gap is None else ('yes' if paper_gap >= 0 else 'no')} | {_acc(r.ridge_int8)} | {_acc(r.ridge_ours)} |"
         )
     if any(r.selected is not None for r in rows):
         out += ["", "| dataset | validation-selected (offline) | chosen | gap to ridge (pp) |", "|---|---|---|---|"]
@@ -283,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         row = run_one(ds, cfg, args.nodes, args.select, rule=not args.no_rule, paper_epochs=args.paper_epochs,
                       quantization=args.quantization, before=not args.no_before)
         print(f"{name}: ours {row.ours:.3f} ({row.scale}, {row.epochs} epochs) before {_acc(row.before)} rule {_acc(row.rule, row.rule_choice)} "
-              f"paper {_acc(row.paper, row.paper_choice)} ridge {row.ridge:.3f} N={row.n_devices} "
+              f"paper {_acc(row.paper, row.paper_choice)} ridge {row.ridge:.3f} "
+              f"ridge on our features {_acc(row.ridge_ours)} N={row.n_devices} "
               f"({row.wall_s:.1f} s)", flush=True)
         rows.append(row)
     print()
