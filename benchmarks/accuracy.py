@@ -117,16 +117,23 @@ class AccuracyRow:
 def ridge_accuracy(ds: Dataset, seed: int = 0) -> float:
     """aeon MiniRocket + StandardScaler + RidgeClassifierCV test accuracy on ``ds``'s split."""
     from aeon.transformations.collection.convolution_based import MiniRocket
-    from sklearn.linear_model import RidgeClassifierCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     rocket = MiniRocket(random_state=seed)
     f_train = rocket.fit_transform(ds.x_train[:, None, :].astype(np.float32))
     f_test = rocket.transform(ds.x_test[:, None, :].astype(np.float32))
+    return _ridge_score(f_train, ds.y_train, f_test, ds.y_test)
+
+
+def _ridge_score(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray) -> float:
+    """StandardScaler + RidgeClassifierCV(:data:`RIDGE_ALPHAS`) fitted on the training
+    features; its accuracy on the test features."""
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS))
-    clf.fit(f_train, ds.y_train)
-    return float(np.mean(clf.predict(f_test) == ds.y_test))
+    clf.fit(f_train, y_train)
+    return float(np.mean(clf.predict(f_test) == y_test))
 
 
 def ridge_on_our_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -134,10 +141,6 @@ def ridge_on_our_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
     """StandardScaler + RidgeClassifierCV test accuracy on the features our devices compute
     from the int8 series ``x_train``/``x_test`` with ``cfg`` (every (kernel, dilation) unit:
     the columns of all shards side by side, kernel-major)."""
-    from sklearn.linear_model import RidgeClassifierCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from node.ml.minirocket import fit_biases_units, transform_units
     from protocol.config.model import N_KERNELS, bias_fit_rows, fit_dilations
 
@@ -148,9 +151,7 @@ def ridge_on_our_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
     zero = cfg.padding == "zero"
     f_train = transform_units(x_train, dilations, fpd, biases, 0, units, zero)
     f_test = transform_units(x_test, dilations, fpd, biases, 0, units, zero)
-    clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS))
-    clf.fit(f_train, y_train)
-    return float(np.mean(clf.predict(f_test) == y_test))
+    return _ridge_score(f_train, y_train, f_test, y_test)
 
 
 def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: int) -> tuple[int, str]:
