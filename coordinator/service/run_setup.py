@@ -113,7 +113,8 @@ def build_setup(args: RunArgs) -> RunSetup:
     try:
         model = ModelConfig(**overrides)
         schedule = dataclasses.replace(schedule_config(
-            model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every
+            model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every,
+            n_classes=n_classes,
         ), placement=args.split,
             firmware_messages=args.profile == "firmware" and args.mode == "rocknet")
         config = RunConfig(

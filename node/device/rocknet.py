@@ -259,8 +259,11 @@ class Device(DeviceBase):
             self._rx_series[tables.slot[got]] = series[rows]
             self._rx_labels[got] = labels[rows]
             self._have[got] = True
-        if b > a and bool(tables.calib[a:b].any()):
-            calib = np.flatnonzero(tables.calib[a:b] & (tables.owned[a:b] | self._have[a:b])) + a
+        # The ridge head's weight pass travels as calibration items too; its series stay
+        # until node/device/ridge.py has used them.
+        scaler_pass = tables.calib[a:b] & ~self.stream.weight_items[a:b]
+        if b > a and bool(scaler_pass.any()):
+            calib = np.flatnonzero(scaler_pass & (tables.owned[a:b] | self._have[a:b])) + a
             if len(calib) and not self._scaler_done and self.scaler is not None:
                 started = time.perf_counter()
                 self.scaler.update(self._features_of(calib))

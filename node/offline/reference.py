@@ -37,6 +37,7 @@ from node.ml.head import ShardHead, sum_partial_logits
 from node.ml.minirocket import fit_biases_units, transform_units
 from node.ml.scaling import FeatureScaler
 from node.ml.shard import build_shard
+from node.offline.reference_ridge import RidgeRun, train_ridge
 from protocol.config.model import (
     ModelConfig,
     bias_fit_rows,
@@ -90,10 +91,11 @@ class ReferenceResult:
 
 
 def _as_stream(
-    schedule: Stream | ScheduleConfig | None, cfg: ModelConfig, n_train: int, n_test: int, n_shards: int
+    schedule: Stream | ScheduleConfig | None, cfg: ModelConfig, n_train: int, n_test: int, n_shards: int,
+    n_classes: int,
 ) -> Stream:
     if schedule is None:
-        schedule = schedule_config(cfg, n_train, n_test, n_shards)
+        schedule = schedule_config(cfg, n_train, n_test, n_shards, n_classes=n_classes)
     stream = schedule if isinstance(schedule, Stream) else build_stream(schedule)
     sc = stream.config
     if (sc.n_train, sc.n_test, sc.n_devices) != (n_train, n_test, n_shards):
@@ -104,6 +106,26 @@ def _as_stream(
     if cfg.feature_scaling and not sc.calibrate:
         raise ValueError("feature_scaling needs a calibration pass: build the schedule with calibrate=True")
     return stream
+
+
+def shard_features(x_train: np.ndarray, x_test: np.ndarray, cfg: ModelConfig,
+                   n_shards: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every shard's unscaled features of both splits (float32 [n, F_s] per shard), each
+    from its own biases (by kernel up to 84 shards, by unit past)."""
+    length = x_train.shape[1]
+    dilations, fpd = fit_dilations(length, cfg)
+    rows = bias_fit_rows(len(x_train), len(dilations), cfg)
+    zero = cfg.padding == "zero"
+    f_train: list[np.ndarray] = []
+    f_test: list[np.ndarray] = []
+    for s in range(n_shards):
+        spec = build_shard(cfg, length, s, n_shards)
+        u0, u1 = spec.unit_start, spec.unit_stop
+        biases = fit_biases_units(x_train, rows, dilations, fpd, u0, u1)
+        f_train.append(transform_units(x_train, dilations, fpd, biases, u0, u1, zero))
+        f_test.append(transform_units(x_test, dilations, fpd, biases, u0, u1, zero) if len(x_test) else
+                      np.zeros((0, biases.shape[0]), dtype=np.float32))
+    return f_train, f_test
 
 
 def train_reference(
@@ -138,10 +160,9 @@ def train_reference(
     n_test = x_test.shape[0]
     if x_test.ndim != 2 or (n_test and x_test.shape[1] != length):
         raise ValueError(f"x_test must have shape (n, {length})")
-    stream = _as_stream(schedule, cfg, n_train, n_test, n_shards)
+    stream = _as_stream(schedule, cfg, n_train, n_test, n_shards, n_classes)
 
-    dilations, fpd = fit_dilations(length, cfg)
-    rows = bias_fit_rows(n_train, len(dilations), cfg)
+    _, fpd = fit_dilations(length, cfg)
     total = n_features_total(fpd)
     selection = stream.config.selection
 
@@ -153,20 +174,11 @@ def train_reference(
         return [ShardHead.for_shard(build_shard(c, length, s, n_shards), n_classes, c, steps)
                 for s in range(n_shards)]
 
-    heads: list[ShardHead] = []
-    scalers: list[FeatureScaler] = []
-    f_train: list[np.ndarray] = []
-    f_test: list[np.ndarray] = []
-    for s in range(n_shards):
-        spec = build_shard(cfg, length, s, n_shards)  # by kernel up to 84 shards, by unit past
-        u0, u1 = spec.unit_start, spec.unit_stop
-        biases = fit_biases_units(x_train, rows, dilations, fpd, u0, u1)
-        zero = cfg.padding == "zero"
-        f_train.append(transform_units(x_train, dilations, fpd, biases, u0, u1, zero))
-        f_test.append(transform_units(x_test, dilations, fpd, biases, u0, u1, zero) if n_test else
-                      np.zeros((0, biases.shape[0]), dtype=np.float32))
-        n_feat = f_train[-1].shape[1]
-        scalers.append(FeatureScaler(n_feat, enabled=cfg.feature_scaling))
+    f_train, f_test = shard_features(x_train, x_test, cfg, n_shards)
+    scalers = [FeatureScaler(f.shape[1], enabled=cfg.feature_scaling) for f in f_train]
+    if cfg.head == "ridge":
+        return _ridge_result(train_ridge(f_train, f_test, scalers, y_train, y_test, n_classes, cfg, stream),
+                             scalers, stream, t0)
     heads = phase_heads(0, 0)
     assert [h.n_features for h in heads] == [f.shape[1] for f in f_train]
     assert all(h.total_features == total for h in heads)
@@ -293,6 +305,23 @@ def train_reference(
     )
 
 
+def _ridge_result(run: RidgeRun, scalers: list[FeatureScaler], stream: Stream, t0: float) -> ReferenceResult:
+    heads = run.heads
+    eval_history: list[dict[str, float]] = []
+    test_accuracy = float("nan")
+    if run.z is not None and run.y is not None:
+        test_accuracy = float(np.mean(np.argmax(run.z, axis=1) == run.y))
+        eval_history.append({"epoch": int(stream.epoch[-1]), "accuracy": test_accuracy,
+                             "loss": _mean_ce(run.z, run.y)})
+    solution = heads[0].solution
+    return ReferenceResult(
+        weights=[h.W.copy() for h in heads], bias=heads[0].b.copy(), test_accuracy=test_accuracy,
+        train_loss=[], train_accuracy=[], eval_history=eval_history, n_features=heads[0].total_features,
+        steps=stream.steps, heads=list(heads), scalers=scalers, wall_s=time.perf_counter() - t0,
+        chosen=-1 if solution is None else solution.alpha_index,
+    )
+
+
 def _mean_ce(z: np.ndarray, y: np.ndarray) -> float:
     if len(y) == 0:
         return float("nan")
@@ -343,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         x_train, y_train = data["x_train"], data["y_train"].astype(np.int64)
         x_test, y_test = data["x_test"], data["y_test"].astype(np.int64)
     n_classes = int(conf.get("n_classes", int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1))
-    sched = schedule_config(cfg, len(x_train), len(x_test), n_shards, eval_every=int(conf.get("eval_every", 0)))
+    sched = schedule_config(cfg, len(x_train), len(x_test), n_shards, eval_every=int(conf.get("eval_every", 0)),
+                            n_classes=n_classes)
     result = train_reference(x_train, y_train, x_test, y_test, n_classes, cfg, n_shards, sched)
     out = result.to_json_dict()
     out["model"] = cfg.to_dict()

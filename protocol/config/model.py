@@ -37,6 +37,10 @@ AEON_MAX_DILATIONS = 32
 DILATION_STYLES = ("paper", "aeon")
 BIAS_SOURCES = ("first", "random")
 OPTIMIZERS = ("adam", "adam8bit")
+#: The head (docs/ml-core.md): ``"sgd"``, the paper's softmax head trained by (8-bit) Adam
+#: on mini-batches; ``"ridge"``, ridge regression solved from the exchanged Gram matrix with
+#: a leave-one-out alpha (node/ml/ridge.py).
+HEADS = ("sgd", "ridge")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -79,6 +83,9 @@ class ModelConfig:
             validation split go to the earlier one).
         val_fraction: the held-out fraction of the training split (the paper's 80/20: 0.2).
         padding: which positions PPV counts, one of :data:`PADDINGS`.
+        head: one of :data:`HEADS`: ``"sgd"`` (the optimizer, lr, decay, batch and epoch
+            fields apply) or ``"ridge"`` (they do not: Gram passes, one leave-one-out solve
+            over ``node.ml.ridge.RIDGE_ALPHAS``; needs feature scaling and no selection).
     """
 
     num_features: int = 10_000
@@ -100,6 +107,7 @@ class ModelConfig:
     select_weight_decays: tuple[float, ...] = (100.0, 10.0, 1.0)
     val_fraction: float = 0.2
     padding: str = "alternate"
+    head: str = "sgd"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -172,6 +180,13 @@ class ModelConfig:
             f"val_fraction must be a float in (0, 1) (0.2: the paper's 80/20), got {self.val_fraction!r}",
         )
 
+        need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
+        need(
+            self.head != "ridge" or (self.feature_scaling and self.selection == "none"),
+            "head='ridge' standardizes the features and chooses its own regularization: it needs "
+            f"feature_scaling=True and selection='none' (got {self.feature_scaling!r}, {self.selection!r})",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (str, int, float, bool, a list of floats): msgpack- and JSON-able.
 
@@ -216,9 +231,9 @@ class ModelConfig:
 
 
 #: Fields left out of :meth:`ModelConfig.to_dict` at their default (the validation rule's).
-_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction", "padding")
+_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction", "padding", "head")
 _DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "val_fraction": 0.2,
-             "padding": "alternate"}
+             "padding": "alternate", "head": "sgd"}
 
 
 # ----------------------------------------------------------------------------- dilations
@@ -457,20 +472,31 @@ def n_epochs(n_train: int, cfg: ModelConfig) -> int:
     (:func:`protocol.config.training_length.rule_epochs`): the fewest epochs >= 15 after
     which the decoupled weight decay has shrunk the random init to 1 % (``weight_decay`` and
     this schedule's learning rates; 15 without decay)."""
+    if cfg.head == "ridge":
+        return 0  # no SGD epochs: Gram passes and one solve (protocol.stream.schedule)
     if cfg.epochs is not None:
         return cfg.epochs
     return rule_epochs(steps_per_epoch(n_train, cfg), lambda t, s: lr_at(t, s, cfg), cfg.weight_decay)
 
 
 def total_steps(n_train: int, cfg: ModelConfig) -> int:
-    """Optimizer steps of the run (the last, partial batch of an epoch steps too)."""
+    """Optimizer steps of the run (the last, partial batch of an epoch steps too; the ridge
+    head's one solve counts as its one step)."""
+    if cfg.head == "ridge":
+        return 1
     return n_epochs(n_train, cfg) * steps_per_epoch(n_train, cfg)
 
 
 def schedule_config(
-    cfg: ModelConfig, n_train: int, n_test: int, n_devices: int, eval_every: int = 0
+    cfg: ModelConfig, n_train: int, n_test: int, n_devices: int, eval_every: int = 0,
+    n_classes: int | None = None,
 ) -> ScheduleConfig:
-    """The sample stream that trains this model (calibration pass iff feature scaling)."""
+    """The sample stream that trains this model (calibration pass iff feature scaling).
+
+    ``n_classes`` is needed by the ridge head only: its Gram blocks are C samples wide (a
+    partial Gram row rides in a logit slot)."""
+    if cfg.head == "ridge" and (n_classes is None or n_classes < 2):
+        raise ValueError("head='ridge' lays its Gram passes out by the class count: pass n_classes >= 2")
     return ScheduleConfig(
         n_train=n_train,
         n_test=n_test,
@@ -483,6 +509,7 @@ def schedule_config(
         selection=cfg.selection,
         n_candidates=len(cfg.select_weight_decays) if cfg.selection == "decay" else 1,
         val_fraction=cfg.val_fraction,
+        gram_block=int(n_classes) if cfg.head == "ridge" and n_classes is not None else 0,
     )
 
 

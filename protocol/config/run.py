@@ -59,6 +59,9 @@ class RunConfig:
             )
         if self.ram_budget_bytes < 1:
             raise ValueError("the RAM budget must be a positive number of bytes")
+        if self.model.head == "ridge" and (self.mode != "rocknet" or self.schedule.gram_block != self.n_classes):
+            raise ValueError("the ridge head runs in rocknet mode with Gram blocks of n_classes samples: "
+                             "use --mode rocknet and protocol.config.model.schedule_config(..., n_classes=C)")
         if self.profile not in ("tuned", "firmware"):
             raise ValueError(f"device profile {self.profile!r} unknown: use --profile tuned or firmware")
 

@@ -14,6 +14,12 @@ logits of item ``t`` in round ``t + 1`` (the paper's pipelining). The stream is:
 3. every ``eval_every`` epochs and after the last epoch: an evaluation pass (``KIND_EVAL``)
    over the test set in index order (forward only).
 
+With the ridge head (``ScheduleConfig.gram_block = B > 0``, node/ml/ridge.py) 2 and 3 are
+instead: Gram passes ``p = 0 .. ceil(n_train / B) - 1`` (``KIND_TRAIN``, ``epoch = p``,
+samples ``pB .. n_train - 1`` in index order, one batch each; the solve is the one step,
+after the last); the weight pass (``KIND_CALIB`` with ``epoch = ceil(n_train / B)``: series
+only, every training sample in index order); one test pass.
+
 With a validation rule (``ScheduleConfig.selection``, :mod:`protocol.stream.validation`) a
 seeded fifth of the training split is held out; its items travel as evaluation items
 (``KIND_EVAL``, forward only) flagged ``Stream.validation`` (their ``sample`` indexes the
@@ -167,6 +173,16 @@ class Stream:
         """Optimizer steps of phase ``phase`` (the cosine schedule of its head spans them)."""
         return int(self.step_after[self.phase == phase].sum())
 
+    @property
+    def ridge(self) -> bool:
+        """The ridge head's stream (Gram passes, a weight pass; module docstring)."""
+        return self.config.gram_block > 0
+
+    @cached_property
+    def weight_items(self) -> np.ndarray:
+        """bool [n_items]: the ridge head's weight pass (calibration kind, epoch >= 0)."""
+        return np.asarray((self.kind == KIND_CALIB) & (self.epoch >= 0), dtype=bool)
+
     def is_test(self, item: int) -> bool:
         """``item``'s sample is in the test split (a non-validation evaluation item)."""
         return bool(self.kind[item] == KIND_EVAL) and not bool(self.validation[item])
@@ -289,6 +305,8 @@ def build_stream(
             f"the validation rule (selection={config.selection!r}) runs in rocknet mode only: "
             "use --mode rocknet or selection='none'"
         )
+    if config.gram_block and mode != TrainingMode.ROCKNET:
+        raise ValueError("the ridge head (--head ridge) runs in rocknet mode only: use --mode rocknet or --head sgd")
     layout = LAYOUTS[TrainingMode(mode)]
     layout.check_sync_bytes(sync_bytes)
     train_ranges = contiguous_split(config.n_train, config.n_devices)
@@ -311,7 +329,9 @@ def build_stream(
     cursor = 0
 
     def add_pass(kind: int, order: np.ndarray, owner_table: np.ndarray, epoch: int,
-                 phase: int = 0, validation: bool = False) -> None:
+                 phase: int = 0, validation: bool = False, gram: str = "") -> None:
+        """``gram``: ``"pass"`` a ridge Gram pass (training items, one batch, no step),
+        ``"last"`` the last one (the solve is its step after its last item)."""
         nonlocal cursor
         n = order.shape[0]
         kinds.append(np.full(n, kind, dtype=np.int8))
@@ -323,11 +343,11 @@ def build_stream(
         step = np.zeros(n, dtype=bool)
         # A training pass goes in optimizer batches; a forward-only pass (calibration,
         # evaluation) has no step to wait for, so it travels as one batch (one exchange pair).
-        span = config.batch_size if kind == KIND_TRAIN else max(n, 1)
+        span = config.batch_size if kind == KIND_TRAIN and not gram else max(n, 1)
         for a in range(0, n, span):
             b = min(a + span, n)
             batches.append((cursor + a, cursor + b))
-            if kind == KIND_TRAIN:
+            if kind == KIND_TRAIN and gram != "pass":
                 step[b - 1] = True
         steps.append(step)
         cursor += n
@@ -350,7 +370,19 @@ def build_stream(
     everything = np.arange(config.n_train)
     if config.calibrate:
         add_pass(KIND_CALIB, everything, train_owner, -1)
-    if config.selection == "none":
+    if config.gram_block:
+        # The ridge head (node/ml/ridge.py): Gram pass p holds samples pB .. n_train-1 in
+        # index order, the block pB .. pB+B-1 first; the solve follows the last one; then
+        # the weight pass (series only, every training sample in index order: each device
+        # forms W_d = A^T X_d) and the test pass.
+        block, n_passes = config.gram_block, config.gram_passes
+        for p in range(n_passes):
+            add_pass(KIND_TRAIN, np.arange(p * block, config.n_train), train_owner, p,
+                     gram="last" if p == n_passes - 1 else "pass")
+        add_pass(KIND_CALIB, everything, train_owner, n_passes)
+        if config.n_test:
+            add_pass(KIND_EVAL, np.arange(config.n_test), test_owner, n_passes)
+    elif config.selection == "none":
         plain_epochs(0)
     else:
         fit, val = validation_split(config.n_train, config.val_fraction, config.seed)

@@ -56,13 +56,25 @@ class ScheduleConfig:
     # partial logits 4 C + 2 B, cut into the payload size (100..199 B) that gives the
     # shortest round, as protocol.air.radio.firmware_round; else ours (L + 2 and 4 C, 100 B).
     firmware_messages: bool = False
+    # The ridge head (node/ml/ridge.py): samples per Gram block (= C, a logit vector's width);
+    # 0: the SGD head. With it the stream is: calibration, Gram passes, the weight pass, the
+    # test pass (protocol.stream.schedule), and ``epochs``/``batch_size`` are not used.
+    gram_block: int = 0
+
+    @property
+    def gram_passes(self) -> int:
+        """The ridge head's Gram passes: one per block of ``gram_block`` training samples."""
+        return -(-self.n_train // self.gram_block) if self.gram_block else 0
 
     @property
     def train_steps(self) -> int:
         """Optimizer steps of a run without a validation rule: ``epochs`` times one step per
         batch of ``batch_size`` (the last, partial batch of an epoch steps too); equal to
         ``protocol.config.model.total_steps`` for the model this schedule was made from,
-        without running its training-length rule again (a few ms a device at setup)."""
+        without running its training-length rule again (a few ms a device at setup); the
+        ridge head's solve is its one step."""
+        if self.gram_block:
+            return 1
         return self.epochs * -(-self.n_train // self.batch_size)
 
     def __post_init__(self) -> None:
@@ -83,5 +95,9 @@ class ScheduleConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        if not isinstance(self.gram_block, int) or self.gram_block < 0:
+            raise ValueError(f"gram_block must be an int >= 0, got {self.gram_block!r}")
+        if self.gram_block and (self.selection != "none" or not self.calibrate):
+            raise ValueError("the ridge head (gram_block > 0) needs calibrate=True and selection='none'")
         if self.selection != "none":
             validation_split(self.n_train, self.val_fraction, self.seed)  # raises with the fix

@@ -1,0 +1,129 @@
+"""One device's ridge head: its Gram block, the summed Gram matrix, the solve, ``W_d``.
+
+A :class:`RidgeHead` is a :class:`~node.ml.head.ShardHead` whose weights are not trained
+by steps but formed once (node/ml/ridge.py): ``W`` starts at zero, the Gram passes fill
+:attr:`gram` (every device the same, summed lower triangle), :meth:`step` is the
+leave-one-out solve, and the weight pass adds ``A[i] x_{d,i}`` to ``W`` sample by sample.
+Prediction is the parent's partial logits (``W x + b``), so the test pass and its exchange
+are the SGD head's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from node.ml.head import ShardHead
+from node.ml.ridge import RidgeSolution, accumulate_dual_weights, gram_rows, gram_valid, solve_ridge
+from protocol.config.model import ModelConfig
+
+__all__ = ["RidgeHead"]
+
+_ARRAYS = ("W", "b", "block", "gram", "labels", "dual")
+
+
+class RidgeHead(ShardHead):
+    """The ridge head on one device (see the module docstring).
+
+    Args:
+        n_classes, n_features, owns_bias, cfg, device, n_devices, total_features: as
+            :class:`~node.ml.head.ShardHead`.
+        n_train: training samples (the Gram matrix is ``n_train x n_train``).
+    """
+
+    def __init__(self, n_classes: int, n_features: int, owns_bias: bool, cfg: ModelConfig, device: int,
+                 n_devices: int, *, n_train: int, total_features: int | None = None) -> None:
+        if cfg.head != "ridge":
+            raise ValueError(f"RidgeHead needs cfg.head='ridge', got {cfg.head!r}")
+        super().__init__(n_classes, n_features, owns_bias, cfg, device, n_devices,
+                         total_features=total_features, total_steps=1)
+        self.W[...] = 0.0  # formed by the weight pass, not initialized
+        self.n_train = int(n_train)
+        #: This device's features of the current Gram block (float32 [B = C, F_d]).
+        self.block = np.zeros((self.n_classes, self.n_features), dtype=np.float32)
+        self.block_pass = -1  # the Gram pass the block belongs to
+        #: The summed Gram matrix, lower triangle filled (float32 [n, n]).
+        self.gram = np.zeros((self.n_train, self.n_train), dtype=np.float32)
+        #: Each training sample's label as it travelled with its series (-1: never seen).
+        self.labels = np.full(self.n_train, -1, dtype=np.int64)
+        #: The dual coefficients ``A`` (float32 [n, C]) once solved.
+        self.dual = np.zeros((self.n_train, self.n_classes), dtype=np.float32)
+        self.solution: RidgeSolution | None = None
+
+    @property
+    def solved(self) -> bool:
+        return self.t > 0
+
+    # ------------------------------------------------------------------ Gram passes
+    def gram_partial_rows(self, feats: np.ndarray, samples: np.ndarray, gram_pass: int) -> np.ndarray:
+        """float32 [m, C]: this device's partial Gram rows of ``samples`` in Gram pass
+        ``gram_pass`` (samples in index order, scaled features ``feats`` [m, F_d]). Block
+        members among them are stored first (a new pass starts from an empty block: a
+        member whose series never arrived adds 0)."""
+        if gram_pass != self.block_pass:
+            self.block[...] = 0.0
+            self.block_pass = gram_pass
+        start = gram_pass * self.n_classes
+        local = np.asarray(samples, dtype=np.int64) - start
+        members = local < self.n_classes
+        self.block[local[members]] = feats[members]
+        return gram_rows(self.block, feats, gram_valid(samples, start, self.n_classes))
+
+    def set_gram_row(self, sample: int, gram_pass: int, total: np.ndarray, label: int) -> None:
+        """Store the summed partial row of ``sample`` (``K[sample, block]``, lower triangle)."""
+        start = gram_pass * self.n_classes
+        valid = int(gram_valid(np.array([sample]), start, self.n_classes)[0])
+        self.gram[sample, start:start + valid] = total[:valid]
+        self.labels[sample] = int(label)
+
+    # ------------------------------------------------------------------ solve, weights
+    def step(self) -> None:
+        """The solve (node/ml/ridge.py) over the samples whose label arrived; ``W``, ``b``
+        are then formed by :meth:`add_weights` (the weight pass)."""
+        known = np.flatnonzero(self.labels >= 0)
+        self.dual[...] = 0.0
+        if len(known):
+            sub = np.ascontiguousarray(self.gram[np.ix_(known, known)])
+            self.solution = solve_ridge(sub, self.labels[known], self.n_classes)
+            self.dual[known] = self.solution.dual.astype(np.float32)
+            if self.owns_bias:
+                self.b[...] = self.solution.intercept.astype(np.float32)
+        self.t += 1
+
+    def add_weights(self, feats: np.ndarray, samples: np.ndarray) -> None:
+        """``W += A[i] x_{d,i}`` for ``samples`` in order (scaled features ``feats``)."""
+        accumulate_dual_weights(self.W, self.dual[np.asarray(samples, dtype=np.int64)], feats)
+
+    @property
+    def alpha(self) -> float | None:
+        """The chosen alpha (None before the solve)."""
+        return None if self.solution is None else self.solution.alpha
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"n_classes": self.n_classes, "n_features": self.n_features,
+                                 "owns_bias": int(self.owns_bias), "head": "ridge", "t": self.t,
+                                 "block_pass": self.block_pass, "n_train": self.n_train}
+        for name in _ARRAYS:
+            state[name] = getattr(self, name).copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, mine in (("n_classes", self.n_classes), ("n_features", self.n_features),
+                          ("owns_bias", int(self.owns_bias)), ("head", "ridge"), ("n_train", self.n_train)):
+            if state.get(key) != mine:
+                raise ValueError(f"checkpoint {key}={state.get(key)!r} does not match this head ({mine!r})")
+        arrays = {}
+        for name in _ARRAYS:
+            mine = getattr(self, name)
+            value = np.asarray(state[name])
+            if value.dtype != mine.dtype or value.shape != mine.shape:
+                raise ValueError(f"checkpoint array {name} is {value.dtype}{value.shape}, "
+                                 f"expected {mine.dtype}{mine.shape}")
+            arrays[name] = np.array(value, copy=True)
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        self.t = int(state["t"])
+        self.block_pass = int(state["block_pass"])
+        self.solution = None  # the chosen alpha is not kept: the weights are
