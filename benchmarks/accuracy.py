@@ -55,7 +55,7 @@ from coordinator.service.datasets import (
     load_dataset,
     quantize_int8,
 )
-from node.mcu.memory import RamBudgetExceeded, check, ledger
+from protocol.config.ram_ledger import RamBudgetExceeded, check, ledger
 from node.offline.reference import ReferenceResult, train_reference
 from protocol.config.model import ModelConfig, n_epochs, recipe_overrides, schedule_config
 from protocol.config.training_length import MIN_EPOCHS

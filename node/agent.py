@@ -21,7 +21,7 @@ import numpy as np
 from node.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from node.device.factory import AnyDevice, make_device
 from node.device.rocknet import DeviceData
-from node.mcu.memory import RamBudgetExceeded
+from protocol.config.ram_ledger import RamBudgetExceeded
 from protocol.config.run import RunConfig
 from protocol.stream.modes import TrainingMode
 from protocol.wire.frames import Error, Final, Heartbeat, Hello, Message, Round, Rx, Stop, Tx, Welcome

@@ -20,7 +20,7 @@ __all__ = ["DeviceStateMachine", "RamLedger"]
 
 
 class RamLedger(Protocol):
-    """A device's MCU RAM account (``node.mcu.memory.Ledger``)."""
+    """A device's MCU RAM account (``protocol.config.ram_ledger.Ledger``)."""
 
     @property
     def total_bytes(self) -> int: ...

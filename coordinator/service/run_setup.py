@@ -25,6 +25,7 @@ from protocol.config.model import (
 )
 from protocol.stream.modes import MODES, stream_for
 from protocol.stream.placement import parse_split, placement_order
+from protocol.config.ridge_ram import resolve_head
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
 from protocol.air.topology import Topology
 
@@ -58,7 +59,20 @@ class RunArgs:
     recipe: str = "tuned"  # training recipe (protocol/config/model.py RECIPES)
     split: str = "contiguous"  # data placement, see protocol.stream.placement
     quantization: str = "auto"  # int8 scale of the series (datasets.QUANTIZATIONS; auto_scale's choice)
+    head: str = "auto"  # the head: auto, sgd or ridge (protocol/config/ridge_ram.py resolve_head)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+#: Model fields that only the SGD head reads: giving one asks for SGD (``--head auto``).
+_SGD_FIELDS = frozenset({"optimizer", "lr", "beta1", "beta2", "eps", "weight_decay", "batch_size", "epochs",
+                         "lr_schedule", "lr_min_ratio", "selection", "select_weight_decays", "val_fraction"})
+
+
+def _sgd_asked(args: RunArgs) -> bool:
+    """Whether ``args`` ask for something only the SGD head has (then ``--head auto`` is SGD)."""
+    return (args.epochs is not None or args.batch_size is not None or args.optimizer != "adam"
+            or args.recipe != "tuned" or args.profile != "tuned" or args.mode != "rocknet"
+            or bool(_SGD_FIELDS & set(args.model_overrides)))
 
 
 def build_setup(args: RunArgs) -> RunSetup:
@@ -112,6 +126,11 @@ def build_setup(args: RunArgs) -> RunSetup:
         overrides["batch_size"] = args.batch_size
     try:
         model = ModelConfig(**overrides)
+        if "head" not in args.model_overrides:
+            model = resolve_head(
+                args.head, model, sgd_asked=_sgd_asked(args), n_devices=args.nodes,
+                series_length=int(x_train.shape[1]), n_classes=n_classes, n_train=len(data.y_train),
+                budget_bytes=args.ram_budget_bytes)
         schedule = dataclasses.replace(schedule_config(
             model, len(data.y_train), len(data.y_test), args.nodes, eval_every=args.eval_every,
             n_classes=n_classes,

@@ -6,7 +6,7 @@ directory holds:
 
 * **RAM per device**: the largest device's ledger bytes (device 0: the most kernels and the
   bias ``b``) as its node reports them (``summary.json`` ``per_node[].ram_bytes``: the
-  node's :mod:`node.mcu.memory` ledger). Every run is started with the budget *lifted*
+  node's :mod:`protocol.config.ram_ledger` ledger). Every run is started with the budget *lifted*
   (:data:`LIFTED_BUDGET_BYTES`) so that a configuration that does not fit the device (N=1
   with 10k features and float32 Adam) is still measured; the ``fits`` column compares the
   ledger with the real budget (``--ram-budget``, default 256 KiB) exactly as the node's own

@@ -85,6 +85,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="int8 scale of the series: auto (default: mulaw when the global scale leaves "
                         "the median training series under 16 int8 codes, else global), global "
                         "(DESIGN 1.1) or mulaw (companded, for heavy-tailed data)")
+    p.add_argument("--head", choices=("auto", "sgd", "ridge"), default=_env("head", "auto"),
+                   help="the linear head (docs/ml-core.md): auto (default: ridge when its Gram matrix "
+                        "fits the RAM budget and no SGD flag such as --epochs is given, else sgd), sgd "
+                        "(the paper: mini-batch Adam), ridge (Gram rows exchanged, leave-one-out solve)")
     p.add_argument("--mode", choices=("rocknet", "private-labels", "data-parallel"),
                    default=_env("mode", "rocknet"),
                    help="training mode (docs/modes.md): rocknet (the paper), private-labels "

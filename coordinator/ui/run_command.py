@@ -27,7 +27,7 @@ def run_args(a: argparse.Namespace) -> Any:
         optimizer=a.optimizer, num_features=a.num_features, missing_policy=a.missing_policy,
         ram_budget_bytes=a.ram_budget, eval_every=a.eval_every, mode=a.mode,
         profile=getattr(a, "profile", "tuned"), recipe=getattr(a, "recipe", "tuned"),
-        split=a.split, quantization=getattr(a, "quantization", "auto"),
+        split=a.split, quantization=getattr(a, "quantization", "auto"), head=getattr(a, "head", "auto"),
         model_overrides={} if getattr(a, "select", None) is None else {"selection": a.select},
     )
 

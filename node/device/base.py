@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from node.mcu.memory import Ledger
+from protocol.config.ram_ledger import Ledger
 from node.ml.head import ShardHead
 from node.ml.minirocket import fit_biases_units, transform_units
 from node.ml.scaling import FeatureScaler
@@ -175,7 +175,7 @@ class DeviceBase(ABC):
 
     @abstractmethod
     def _check_ram(self, ledger: Ledger) -> None:
-        """Raise :class:`node.mcu.memory.RamBudgetExceeded` if ``ledger`` does not fit."""
+        """Raise :class:`protocol.config.ram_ledger.RamBudgetExceeded` if ``ledger`` does not fit."""
 
     @abstractmethod
     def _model_costs(self) -> tuple[float, float]:

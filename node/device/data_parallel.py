@@ -35,7 +35,7 @@ import numpy as np
 
 from node.device.base import DeviceBase, score
 from node.mcu import cycles
-from node.mcu.memory import Ledger, check_data_parallel, data_parallel_ledger
+from protocol.config.ram_ledger import Ledger, check_data_parallel, data_parallel_ledger
 from node.ml.head import ShardHead
 from protocol.config.model import n_features_total
 from protocol.stream.modes import DP_COUNT_BYTES, DP_STATS_COUNT_BYTES

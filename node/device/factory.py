@@ -28,7 +28,7 @@ AnyDevice = DeviceBase
 
 def make_device(device: int, config: RunConfig, data: DeviceData) -> DeviceBase:
     """The device state machine of ``config.mode`` (``ValueError`` for an unknown mode;
-    :class:`node.mcu.memory.RamBudgetExceeded` if it does not fit the RAM budget).
+    :class:`protocol.config.ram_ledger.RamBudgetExceeded` if it does not fit the RAM budget).
 
     The ridge head (``config.model.head == "ridge"``) runs :class:`RidgeDevice`.
 

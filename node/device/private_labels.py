@@ -31,7 +31,7 @@ import numpy as np
 
 from node.device.base import PassMetrics
 from node.device.rocknet import Device
-from node.mcu.memory import Ledger, private_labels_ledger
+from protocol.config.ram_ledger import Ledger, private_labels_ledger
 from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN
 from protocol.wire.frames import Round, Rx
 

@@ -14,7 +14,8 @@ slots carry and what the device does with them differ by pass (protocol/stream/s
 
 A device's work per item is that of the SGD head: one feature vector, ``C x F_d``
 multiply-adds for the row (as for partial logits) and ``C x F_d`` for the weights (as for
-the gradient); the solve is costed by :func:`node.mcu.ridge_costs.ridge_solve_cycles`.
+the gradient); the solve is costed by :func:`node.mcu.ridge_costs.ridge_solve_cycles`, its RAM by
+:func:`protocol.config.ridge_ram.ridge_ledger`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import numpy as np
 
 from node.device.rocknet import Device
 from node.mcu import cycles
-from node.mcu.memory import Ledger
-from node.mcu.ridge_costs import check_ridge, ridge_ledger, ridge_solve_cycles
+from node.mcu.ridge_costs import ridge_solve_cycles
 from node.ml.head import ShardHead, sum_partial_logits
 from node.ml.ridge_head import RidgeHead
 from protocol.config.model import feature_ranges
+from protocol.config.ram_ledger import Ledger
+from protocol.config.ridge_ram import check_ridge, ridge_ledger
 from protocol.stream.schedule import KIND_TRAIN
 from protocol.wire.frames import Round, Rx
 

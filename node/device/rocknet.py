@@ -28,9 +28,9 @@ import numpy as np
 from node.device.base import DeviceBase, DeviceData, ExchangeStats, PassMetrics, score, score_rows
 from node.mcu import cycles, profiles
 from node.mcu.firmware_memory import firmware_ledger
-from node.mcu.memory import Ledger
-from node.mcu.memory import check as check_ram
-from node.mcu.memory import ledger as ram_ledger
+from protocol.config.ram_ledger import Ledger
+from protocol.config.ram_ledger import check as check_ram
+from protocol.config.ram_ledger import ledger as ram_ledger
 from node.ml.head import ShardHead, sum_partial_logits, sum_partial_logits_rows
 from protocol.config.model import feature_ranges
 from protocol.stream.schedule import KIND_CALIB, KIND_TRAIN

@@ -28,7 +28,7 @@ see docs/fidelity.md and tests/unit/test_fidelity_ram.py.
 
 from __future__ import annotations
 
-from node.mcu.memory import FLOAT32_BYTES, Ledger
+from protocol.config.ram_ledger import FLOAT32_BYTES, Ledger
 from protocol.air.radio.firmware_round import firmware_round
 from protocol.config.model import ModelConfig, fit_dilations, kernels_of_units, unit_offsets, unit_ranges
 

@@ -1,7 +1,7 @@
 """Device profiles: how a device is priced (cycles, RAM), timed and radioed (``--profile``).
 
 * ``tuned`` (the default, today's behaviour): our optimized kernels
-  (:mod:`node.mcu.cycles`), our RAM ledger (:mod:`node.mcu.memory`), the compute window =
+  (:mod:`node.mcu.cycles`), our RAM ledger (:mod:`protocol.config.ram_ledger`), the compute window =
   the slowest device's modeled work, our message sizes (L + 2, 4 C), 0 dBm layouts.
 * ``firmware``: the official RockNet firmware (HEAD b5d2abc) as built: the op count of its
   kernels at -O1 (:mod:`node.mcu.firmware_cycles`), its static buffers
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.mcu import cycles, firmware_cycles, firmware_memory, memory
+from node.mcu import cycles, firmware_cycles, firmware_memory
+from protocol.config import ram_ledger as memory
 from protocol.air import timing
 from protocol.config.model import ModelConfig
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from protocol.config.model import ADAM8BIT_BLOCK
+
 #: Entries per quantization block (the paper's block size).
-BLOCK = 256
+BLOCK = ADAM8BIT_BLOCK
 
 
 def dynamic_tree_map(signed: bool) -> np.ndarray:

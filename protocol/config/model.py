@@ -37,6 +37,9 @@ AEON_MAX_DILATIONS = 32
 DILATION_STYLES = ("paper", "aeon")
 BIAS_SOURCES = ("first", "random")
 OPTIMIZERS = ("adam", "adam8bit")
+#: 8-bit Adam's quantization block: entries per absmax scale (the paper's block size;
+#: node/ml/adam8bit.py, the RAM ledger).
+ADAM8BIT_BLOCK = 256
 #: The head (docs/ml-core.md): ``"sgd"``, the paper's softmax head trained by (8-bit) Adam
 #: on mini-batches; ``"ridge"``, ridge regression solved from the exchanged Gram matrix with
 #: a leave-one-out alpha (node/ml/ridge.py).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.accuracy import AccuracyRow, fitting_devices, markdown
-from node.mcu.memory import DEFAULT_BUDGET_BYTES, ledger
+from protocol.config.ram_ledger import DEFAULT_BUDGET_BYTES, ledger
 from protocol.config.model import ModelConfig
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from node.mcu import cycles, firmware_cycles
 from node.mcu.firmware_memory import firmware_ledger
-from node.mcu.memory import ledger
+from protocol.config.ram_ledger import ledger
 from node.ml.minirocket import fit_biases, fit_biases_units, transform, transform_units
 from node.ml.shard import build_shard
 from protocol.config.model import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.mcu.cycles import CycleCosts, compute_seconds_per_sample, step_seconds, transform_cycles
-from node.mcu.memory import RamBudgetExceeded, check, ledger, per_device_table
+from protocol.config.ram_ledger import RamBudgetExceeded, check, ledger, per_device_table
 from protocol.config.model import ModelConfig
 
 

@@ -15,7 +15,7 @@ from coordinator.engine.medium import Air
 from coordinator.service.run_setup import RunArgs, SetupError, build_setup
 from node.device.data_parallel import DataParallelDevice, merge_statistics
 from node.device.rocknet import DeviceData
-from node.mcu.memory import RamBudgetExceeded, data_parallel_ledger, ledger
+from protocol.config.ram_ledger import RamBudgetExceeded, data_parallel_ledger, ledger
 from node.device.factory import AnyDevice, make_device
 from node.device.private_labels import NO_LABEL, PrivateLabelsDevice
 from protocol.wire.frames import Tx

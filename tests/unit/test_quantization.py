@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from coordinator.service.datasets import load_dataset, quantize_int8
-from node.mcu.memory import ledger
+from protocol.config.ram_ledger import ledger
 from protocol.config.model import ModelConfig
 
 

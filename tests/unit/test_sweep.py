@@ -11,7 +11,7 @@ import pytest
 from coordinator.service.datasets import load_dataset
 from coordinator.tools.run_dir import read_run
 from coordinator.tools.sweep import SweepOptions, run_sweep
-from node.mcu.memory import ledger
+from protocol.config.ram_ledger import ledger
 from protocol.config.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("warm_numba")

@@ -28,8 +28,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from node.ml import adam8bit
-from protocol.config.model import (ModelConfig, fit_dilations, kernels_of_units, max_devices,
+from protocol.config.model import (ADAM8BIT_BLOCK, ModelConfig, fit_dilations, kernels_of_units, max_devices,
                                    n_features_total,
                                    unit_offsets, unit_ranges)
 from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, SERIES_HEADER_BYTES, packets_for
@@ -38,6 +37,11 @@ from protocol.stream.schedule import PACKET_PAYLOAD_BYTES, SERIES_HEADER_BYTES, 
 DEFAULT_BUDGET_BYTES = 256 * 1024
 FLOAT32_BYTES = 4
 INT32_BYTES = 4
+
+
+def _n_blocks(n: int) -> int:
+    """8-bit Adam's blocks of :data:`~protocol.config.model.ADAM8BIT_BLOCK` entries covering ``n``."""
+    return (n + ADAM8BIT_BLOCK - 1) // ADAM8BIT_BLOCK
 
 
 class RamBudgetExceeded(ValueError):
@@ -107,7 +111,7 @@ def ledger(
         e["Adam m, v (float32)"] = 2 * (n_w + n_b) * FLOAT32_BYTES
     else:
         e["Adam m, v (uint8)"] = 2 * (n_w + n_b)
-        blocks = adam8bit.n_blocks(n_w) + (adam8bit.n_blocks(n_b) if n_b else 0)
+        blocks = _n_blocks(n_w) + (_n_blocks(n_b) if n_b else 0)
         e["Adam block scales"] = 2 * blocks * FLOAT32_BYTES
     e["kernel biases"] = f_i * FLOAT32_BYTES
     e["kernel tables"] = n_kernels * 3 + 2 * len(dilations) * INT32_BYTES
@@ -285,7 +289,7 @@ def data_parallel_ledger(
         e["Adam m, v (float32)"] = 2 * (n_w + n_b) * FLOAT32_BYTES
     else:
         e["Adam m, v (uint8)"] = 2 * (n_w + n_b)
-        e["Adam block scales"] = 2 * (adam8bit.n_blocks(n_w) + adam8bit.n_blocks(n_b)) * FLOAT32_BYTES
+        e["Adam block scales"] = 2 * (_n_blocks(n_w) + _n_blocks(n_b)) * FLOAT32_BYTES
     e["kernel biases"] = f * FLOAT32_BYTES
     e["kernel tables"] = 84 * 3 + 2 * len(dilations) * INT32_BYTES
     e["feature buffer"] = f * FLOAT32_BYTES
