@@ -166,12 +166,12 @@ class NodeAgent:
             log.warning("dropped an RX with series %s, logits %s", msg.series.shape, msg.logits.shape)
             return
         del self.rounds[msg.exchange]
-        steps_before = device.steps_taken
+        progress_before = device.progress
         device.on_rx(round_msg, msg)
         path = self._checkpoint
         now = time.monotonic()
-        if (path is not None and device.steps_taken != steps_before
-                and now - self._saved_at >= self.options.checkpoint_interval_s):
+        if (path is not None and device.progress != progress_before
+                and (device.checkpoint_every_progress or now - self._saved_at >= self.options.checkpoint_interval_s)):
             save_checkpoint(path, device, fsync=self.options.checkpoint_fsync)
             self._saved_at = now
 

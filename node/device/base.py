@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import ClassVar, Any
 
 import numpy as np
 
@@ -263,6 +263,16 @@ class DeviceBase(ABC):
 
     def _scaled(self, feats: np.ndarray) -> np.ndarray:
         return self.scaler.apply(feats) if self.scaler is not None else feats
+
+    #: node/agent.py saves at every new :attr:`progress` (True) or at most once per
+    #: checkpoint interval (False).
+    checkpoint_every_progress: ClassVar[bool] = False
+
+    @property
+    def progress(self) -> int:
+        """What node/agent.py checkpoints on: a new value is state worth saving (here the
+        optimizer steps; the ridge head counts items, having one step)."""
+        return self.steps_taken
 
     # ---------------------------------------------------------------- optimizer
     def _step(self) -> None:

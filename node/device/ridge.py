@@ -5,9 +5,10 @@ slots carry and what the device does with them differ by pass (protocol/stream/s
 
 * **Gram passes** (training items): the device floods its partial Gram rows
   (:meth:`RidgeHead.gram_partial_rows`) instead of partial logits, sums what arrives in
-  device order into its Gram matrix (what did not arrive adds 0, whatever
-  ``missing_policy`` says: a Gram row has no "last value" to reuse), and after the last
-  Gram item takes its one step, the leave-one-out solve;
+  device order into its Gram matrix (an entry with a part that did not arrive is NaN, not
+  known, whatever ``missing_policy`` says: a Gram entry has no "last value" to reuse), and
+  after the last Gram item takes its one step, the leave-one-out solve on the samples whose
+  entries are all known (:meth:`RidgeHead.complete_samples`);
 * **the weight pass** (series only): in item order, ``W_d += A[i] x_{d,i}`` for every
   training series it has once its round is over (a lost one is left out);
 * **the test pass**: the parent's partial logits, scoring and missing-data policies.
@@ -78,6 +79,19 @@ class RidgeDevice(Device):
         self._phase_head_obj = head
         return head
 
+    #: Save at every Gram pass, not at most once per checkpoint interval: a restarted
+    #: device cannot get back the Gram rows it lost (every device sums its own), so it
+    #: should lose at most the pass in flight (a pass is one checkpoint of ~n^2 floats).
+    checkpoint_every_progress = True
+
+    @property
+    def progress(self) -> int:
+        """Checkpoint-worthy progress (node/agent.py): the Gram passes done and the solve."""
+        done = self.processed_item
+        if done < 0 or not self.stream.ridge:
+            return self.steps_taken
+        return self.steps_taken + int(self.stream.epoch[done]) + int(self.stream.kind[done] != KIND_TRAIN)
+
     # ---------------------------------------------------------------- one exchange
     def on_rx(self, msg: Round, rx: Rx) -> None:
         super().on_rx(msg, rx)
@@ -143,7 +157,7 @@ class RidgeDevice(Device):
             present = np.array(mask, dtype=bool)
             summed[self.device] = own
             present[self.device] = True
-            summed[~present] = 0.0  # what did not arrive adds nothing
+            summed[~present] = np.nan  # a part that did not arrive: the entry is not known
             self.ridge.set_gram_row(int(self.stream.sample[item]), int(self.stream.epoch[item]),
                                     sum_partial_logits(summed), have[1])
             self.stats.compute_modeled_s += self._grad_s

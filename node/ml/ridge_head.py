@@ -40,11 +40,13 @@ class RidgeHead(ShardHead):
                          total_features=total_features, total_steps=1)
         self.W[...] = 0.0  # formed by the weight pass, not initialized
         self.n_train = int(n_train)
-        #: This device's features of the current Gram block (float32 [B = C, F_d]).
-        self.block = np.zeros((self.n_classes, self.n_features), dtype=np.float32)
+        #: This device's features of the current Gram block (float32 [B = C, F_d]); NaN
+        #: rows: members whose series this device does not have (yet).
+        self.block = np.full((self.n_classes, self.n_features), np.nan, dtype=np.float32)
         self.block_pass = -1  # the Gram pass the block belongs to
-        #: The summed Gram matrix, lower triangle filled (float32 [n, n]).
-        self.gram = np.zeros((self.n_train, self.n_train), dtype=np.float32)
+        #: The summed Gram matrix, lower triangle filled (float32 [n, n]); NaN: an entry not
+        #: known (never received, or some device's part of it missing).
+        self.gram = np.full((self.n_train, self.n_train), np.nan, dtype=np.float32)
         #: Each training sample's label as it travelled with its series (-1: never seen).
         self.labels = np.full(self.n_train, -1, dtype=np.int64)
         #: The dual coefficients ``A`` (float32 [n, C]) once solved.
@@ -59,10 +61,11 @@ class RidgeHead(ShardHead):
     def gram_partial_rows(self, feats: np.ndarray, samples: np.ndarray, gram_pass: int) -> np.ndarray:
         """float32 [m, C]: this device's partial Gram rows of ``samples`` in Gram pass
         ``gram_pass`` (samples in index order, scaled features ``feats`` [m, F_d]). Block
-        members among them are stored first (a new pass starts from an empty block: a
-        member whose series never arrived adds 0)."""
+        members among them are stored first; a member whose series this device never had
+        stays NaN, so its entry reaches every device as NaN (not known) rather than as a
+        wrong number."""
         if gram_pass != self.block_pass:
-            self.block[...] = 0.0
+            self.block[...] = np.nan
             self.block_pass = gram_pass
         start = gram_pass * self.n_classes
         local = np.asarray(samples, dtype=np.int64) - start
@@ -78,10 +81,27 @@ class RidgeHead(ShardHead):
         self.labels[sample] = int(label)
 
     # ------------------------------------------------------------------ solve, weights
+    def complete_samples(self) -> np.ndarray:
+        """int64 [k]: the samples the solve uses: labelled, and with every Gram entry among
+        them known. Samples with unknown entries are dropped one at a time, the one with the
+        most first (the lowest index on a tie), until the rest is complete."""
+        keep = np.flatnonzero(self.labels >= 0)
+        lower = np.tril(np.ones((len(keep), len(keep)), dtype=bool))
+        unknown = ~np.isfinite(self.gram[np.ix_(keep, keep)]) & lower
+        unknown = unknown | unknown.T
+        counts = unknown.sum(axis=1)
+        alive = np.ones(len(keep), dtype=bool)
+        while alive.any() and counts[alive].max() > 0:
+            worst = int(np.flatnonzero(alive)[np.argmax(counts[alive])])
+            alive[worst] = False
+            counts -= unknown[:, worst]
+            counts[worst] = 0
+        return keep[alive]
+
     def step(self) -> None:
-        """The solve (node/ml/ridge.py) over the samples whose label arrived; ``W``, ``b``
-        are then formed by :meth:`add_weights` (the weight pass)."""
-        known = np.flatnonzero(self.labels >= 0)
+        """The solve (node/ml/ridge.py) over :meth:`complete_samples`; ``W``, ``b`` are then
+        formed by :meth:`add_weights` (the weight pass)."""
+        known = self.complete_samples()
         self.dual[...] = 0.0
         if len(known):
             sub = np.ascontiguousarray(self.gram[np.ix_(known, known)])

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("warm_numba")
 
 @pytest.mark.parametrize("dataset", ["UnitTest", "Covid3Month_disc"])
 def test_a_default_run_equals_the_reference_with_the_rules(tmp_path: Path, dataset: str) -> None:
-    args = RunArgs(dataset=dataset, nodes=3, num_features=1000)  # no epochs, no quantization given
+    # no epochs, no quantization given; the SGD head (--head auto would take ridge here)
+    args = RunArgs(dataset=dataset, nodes=3, num_features=1000, head="sgd")
     setup = build_setup(args)
     model, n_train = setup.config.model, len(setup.y_train)
     assert model.epochs is None and model.bias_source == "random"

@@ -126,7 +126,9 @@ def test_repeated_kill_9_of_random_nodes_keeps_accuracy_within_1pp(tmp_path: Pat
     from coordinator.service.launch import LaunchOptions, run_testbed
     from coordinator.service.server import CoordinatorOptions
 
-    args = RunArgs(dataset="GunPoint", nodes=5)
+    # SGD's robustness (the ridge head's is pinned in test_ridge_run.py: a lost Gram part
+    # costs the solve its block's samples)
+    args = RunArgs(dataset="GunPoint", nodes=5, head="sgd")
     rng = np.random.default_rng(7)
     kill_rounds = [150, 400, 650]
     state: dict = {"pending": None, "killed": []}
