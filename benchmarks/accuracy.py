@@ -3,13 +3,17 @@
 For every bundled univariate equal-length dataset (``bundled_datasets()``) and, with
 ``--data-dir``, any UCR 2018 folder named by ``--extra``, it trains:
 
-* **ours**: :func:`node.offline.reference.train_reference` with ``ModelConfig()`` (today's
-  defaults: the training-length rule, ``protocol/config/training_length.py``) on the
+* **ours**: :func:`node.offline.reference.train_reference` with the run's default model:
+  ``--head auto`` (:func:`protocol.config.ridge_ram.resolve_head`: the ridge head with aeon's
+  dilations where its RAM ledger fits, else ``ModelConfig()``), on the
   ``--quantization`` scale (default ``auto``, the run's default: ``auto_scale``) and
   ``n_shards=N`` (default 20). The reference replays the distributed run's
   stream and sums the partial logits in device order, so it is bitwise the in-process
   distributed run with N devices (tests/integration/test_reference.py pins this); it is used
   here because one process on a loaded machine is far cheaper than N.
+* **SGD head**: ``ModelConfig()`` (the SGD head, the paper's power-of-two dilations, the
+  training-length rule, ``protocol/config/training_length.py``), the default until the
+  ridge head;
 * **before issue 17**: ``epochs=15``, ``bias_source="first"`` on the global scale (the
   defaults until issue 17);
 * **ours with the rule**: the same with ``selection="decay"`` (protocol/stream/validation.py):
@@ -55,14 +59,16 @@ from coordinator.service.datasets import (
     load_dataset,
     quantize_int8,
 )
-from protocol.config.ram_ledger import RamBudgetExceeded, check, ledger
+from node.ml.ridge import RIDGE_ALPHAS
+from protocol.config.ram_ledger import DEFAULT_BUDGET_BYTES, RamBudgetExceeded, check, ledger
+from protocol.config.ridge_ram import resolve_head
 from node.offline.reference import ReferenceResult, train_reference
 from protocol.config.model import ModelConfig, n_epochs, recipe_overrides, schedule_config
 from protocol.config.training_length import MIN_EPOCHS
 from protocol.stream.schedule import build_stream
 
-#: RidgeClassifierCV's grid, as in aeon's MiniRocket examples (issue 3's baseline).
-RIDGE_ALPHAS = np.logspace(-3, 3, 10)
+# RIDGE_ALPHAS (node/ml/ridge.py): RidgeClassifierCV's grid, as in aeon's MiniRocket
+# examples (issue 3's baseline); the ridge head searches the same one.
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ class AccuracyRow:
     epochs: int = 0  # the defaults' epochs (the training-length rule)
     rounds: int = 0  # the defaults' rounds at N (protocol.stream)
     rounds_before: int = 0  # the rounds of 15 epochs
+    head: str = "sgd"  # the head --head auto chose
+    sgd: float | None = None  # the SGD head's accuracy (ModelConfig(): paper dilations)
+    rounds_sgd: int = 0  # the SGD head's rounds
+    alpha: float | None = None  # the ridge head's leave-one-out alpha
 
     @property
     def gap_pp(self) -> float:
@@ -171,8 +181,8 @@ def fitting_devices(cfg: ModelConfig, n_devices: int, length: int, n_classes: in
     raise RamBudgetExceeded(note)
 
 
-def _rounds(cfg: ModelConfig, n_train: int, n_test: int, n_devices: int) -> int:
-    return build_stream(schedule_config(cfg, n_train, n_test, n_devices)).rounds.n_rounds
+def _rounds(cfg: ModelConfig, n_train: int, n_test: int, n_devices: int, n_classes: int) -> int:
+    return build_stream(schedule_config(cfg, n_train, n_test, n_devices, n_classes=n_classes)).rounds.n_rounds
 
 
 def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
@@ -192,9 +202,13 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
     def train(c: ModelConfig, xtr: np.ndarray = x_train, xte: np.ndarray = x_test) -> ReferenceResult:
         return train_reference(xtr, ds.y_train, xte, ds.y_test, ds.n_classes, c, n)
 
+    # The run's default head (--head auto: protocol/config/ridge_ram.py resolve_head).
+    default = resolve_head("auto", cfg, sgd_asked=False, n_devices=n, series_length=ds.series_length,
+                           n_classes=ds.n_classes, n_train=n_train, budget_bytes=DEFAULT_BUDGET_BYTES)
     t0 = time.perf_counter()
-    res = train(cfg)
+    res = train(default)
     wall = time.perf_counter() - t0
+    sgd_acc = res.test_accuracy if default.head == "sgd" else train(cfg).test_accuracy
     old = replace(cfg, epochs=MIN_EPOCHS, bias_source="first")
     before_acc = train(old, g_train, g_test).test_accuracy if before else None
     selected, selected_cfg = None, ""
@@ -222,7 +236,10 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
         selected=selected, selected_cfg=selected_cfg,
         rule=rule_acc, rule_choice=rule_choice, paper=paper_acc, paper_choice=paper_choice,
         before=before_acc, scale=scale, epochs=n_epochs(n_train, cfg),
-        rounds=_rounds(cfg, n_train, n_test, n), rounds_before=_rounds(old, n_train, n_test, n),
+        rounds=_rounds(default, n_train, n_test, n, ds.n_classes),
+        rounds_before=_rounds(old, n_train, n_test, n, ds.n_classes),
+        head=default.head, sgd=sgd_acc, rounds_sgd=_rounds(cfg, n_train, n_test, n, ds.n_classes),
+        alpha=RIDGE_ALPHAS[res.chosen] if default.head == "ridge" else None,
     )
 
 
@@ -266,20 +283,21 @@ def markdown(rows: list[AccuracyRow]) -> str:
     """The table as Markdown. 'within 2 pp or 1 series' judges the defaults against ridge;
     '≥ paper' whether the defaults are at least the paper recipe."""
     out = [
-        "| dataset | n_train / n_test / L / C | N | scale | epochs | rounds (15 epochs → ours) "
-        "| ours (defaults) | before issue 17 | ours with the rule (chosen) | ours, paper recipe (kept) "
-        "| ridge | gap defaults (pp) | gap rule (pp) | within 2 pp or 1 series | ≥ paper | ridge on int8 series "
-        "| ridge on our features |",
+        "| dataset | n_train / n_test / L / C | N | scale | head (alpha) | rounds (SGD → ours) "
+        "| ours (defaults) | SGD head | before issue 17 | SGD with the rule (chosen) | paper recipe (kept) "
+        "| aeon ridge | gap defaults (pp) | within 2 pp or 1 series | ≥ paper | ridge on int8 series "
+        "| ridge on the SGD head's features |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        rule_gap, paper_gap = r.rule_gap_pp, r.paper_gap_pp
-        rounds = f"{r.rounds_before:,} → {r.rounds:,}" if r.rounds else ""
+        paper_gap = r.paper_gap_pp
+        rounds = f"{r.rounds_sgd:,} → {r.rounds:,}" if r.rounds else ""
+        head = f"ridge ({r.alpha:.3g})" if r.alpha is not None else f"sgd ({r.epochs} epochs)"
         out.append(
             f"| {r.name} | {r.n_train} / {r.n_test} / {r.length} / {r.n_classes} | {r.n_devices} | {r.scale} | "
-            f"{r.epochs or ''} | {rounds} | {r.ours:.3f} | {_acc(r.before)} | {_acc(r.rule, r.rule_choice)} | "
+            f"{head} | {rounds} | {r.ours:.3f} | {_acc(r.sgd)} | {_acc(r.before)} | {_acc(r.rule, r.rule_choice)} | "
             f"{_acc(r.paper, r.paper_choice)} | {r.ridge:.3f} | {r.gap_pp:+.1f} | "
-            f"{'' if rule_gap is None else f'{rule_gap:+.1f}'} | {'yes' if _met(r.gap_pp, r.one_series_pp) else 'no'} | "
+            f"{'yes' if _met(r.gap_pp, r.one_series_pp) else 'no'} | "
             f"{'' if paper_gap is None else ('yes' if paper_gap >= 0 else 'no')} | {_acc(r.ridge_int8)} | {_acc(r.ridge_ours)} |"
         )
     if any(r.selected is not None for r in rows):
@@ -315,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = load_dataset(name, args.data_dir if name in args.extra else None)
         row = run_one(ds, cfg, args.nodes, args.select, rule=not args.no_rule, paper_epochs=args.paper_epochs,
                       quantization=args.quantization, before=not args.no_before)
-        print(f"{name}: ours {row.ours:.3f} ({row.scale}, {row.epochs} epochs) before {_acc(row.before)} rule {_acc(row.rule, row.rule_choice)} "
+        print(f"{name}: ours {row.ours:.3f} ({row.head} head, {row.scale}) sgd {_acc(row.sgd)} before {_acc(row.before)} rule {_acc(row.rule, row.rule_choice)} "
               f"paper {_acc(row.paper, row.paper_choice)} ridge {row.ridge:.3f} "
               f"ridge on our features {_acc(row.ridge_ours)} N={row.n_devices} "
               f"({row.wall_s:.1f} s)", flush=True)

@@ -6,7 +6,7 @@ packets end to end) and a bursty Gilbert–Elliott setting; columns: the policie
 the same Device and Air code as the real processes, without sockets, so the table takes
 minutes, not hours), plus the end-to-end packet loss ratio the devices saw.
 
-Run: ``.venv/bin/python benchmarks/loss_robustness.py [--dataset GunPoint] [--protocol mixer]``
+Run: ``.venv/bin/python benchmarks/loss_robustness.py [--dataset GunPoint] [--protocol mixer] [--head auto|sgd|ridge]``
 Prints a markdown table; last line ``ratio: X.XX`` = accuracy at 30% loss / lossless (sum).
 """
 
@@ -28,9 +28,9 @@ POLICIES = ("sum", "skip", "reuse")
 
 
 def run(dataset: str, protocol: str, nodes: int, loss: float, burst: tuple[float, float] | None,
-        policy: str) -> tuple[float, float]:
+        policy: str, head: str = "auto") -> tuple[float, float]:
     setup = build_setup(RunArgs(dataset=dataset, nodes=nodes, loss=loss, protocol=protocol,
-                                missing_policy=policy))
+                                missing_policy=policy, head=head))
     if burst is not None:
         setup.loss.set_gilbert_elliott(*burst)
     devices, air = drive(setup, lockstep=False)
@@ -46,8 +46,10 @@ def main() -> None:
     ap.add_argument("--dataset", default="GunPoint")
     ap.add_argument("--protocol", default="mixer")
     ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--head", choices=("auto", "sgd", "ridge"), default="auto",
+                    help="the head (--head of rocknet run; the ridge head ignores the policy in its Gram passes)")
     a = ap.parse_args()
-    print(f"{a.dataset}, {a.nodes} devices, {a.protocol}, default model (test accuracy at device 0; an unclassified sample counts as wrong)\n")
+    print(f"{a.dataset}, {a.nodes} devices, {a.protocol}, --head {a.head} (test accuracy at device 0; an unclassified sample counts as wrong)\n")
     print("| link loss | end-to-end packet loss | " + " | ".join(POLICIES) + " |")
     print("|---|---|" + "---|" * len(POLICIES))
     table = {}
@@ -55,7 +57,7 @@ def main() -> None:
         cells = []
         e2e = 0.0
         for policy in POLICIES:
-            acc, e2e = run(a.dataset, a.protocol, a.nodes, loss, burst, policy)
+            acc, e2e = run(a.dataset, a.protocol, a.nodes, loss, burst, policy, a.head)
             table[(label, policy)] = acc
             cells.append(f"{acc:.4f}")
         print(f"| {label} | {e2e:.3f} | " + " | ".join(cells) + " |", flush=True)

@@ -193,6 +193,7 @@ def run_comparison(options: CompareOptions) -> list[dict[str, Any]]:
                 protocol=options.protocol, loss=options.loss, seed=seed,
                 data_dir=options.data_dir, batch_size=options.batch_size, optimizer=options.optimizer,
                 num_features=options.num_features, mode=mode,
+                head="sgd",  # the modes are compared on the paper's head (every mode has it)
                 ram_budget_bytes=LIFTED_RAM_BUDGET_BYTES if lifted else options.ram_budget_bytes,
             )
             launch = LaunchOptions(
