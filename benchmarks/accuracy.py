@@ -61,7 +61,7 @@ from coordinator.service.datasets import (
 )
 from node.ml.ridge import RIDGE_ALPHAS
 from protocol.config.ram_ledger import DEFAULT_BUDGET_BYTES, RamBudgetExceeded, check, ledger
-from protocol.config.ridge_ram import resolve_head
+from protocol.config.ridge_ram import check_ridge, resolve_head, ridge_ledger, ridge_model
 from node.offline.reference import ReferenceResult, train_reference
 from protocol.config.model import ModelConfig, n_epochs, recipe_overrides, schedule_config
 from protocol.config.training_length import MIN_EPOCHS
@@ -83,7 +83,7 @@ class AccuracyRow:
     n_devices: int  # N the model ran with (the requested N unless RAM forced more)
     ours: float
     ridge: float
-    ram_note: str  # the ledger's message when the requested N does not fit, else ""
+    ram_note: str  # the ledger's message when the requested N does not fit (either head), else ""
     wall_s: float  # seconds for our model
     ridge_int8: float | None = None  # ridge on the int8-quantized series the devices see
     ridge_ours: float | None = None  # ridge on our devices' own features (ridge_on_our_features)
@@ -205,6 +205,12 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
     # The run's default head (--head auto: protocol/config/ridge_ram.py resolve_head).
     default = resolve_head("auto", cfg, sgd_asked=False, n_devices=n, series_length=ds.series_length,
                            n_classes=ds.n_classes, n_train=n_train, budget_bytes=DEFAULT_BUDGET_BYTES)
+    if default.head != "ridge":  # why --head auto kept SGD: the ridge ledger's message
+        try:
+            check_ridge(ridge_ledger(ridge_model(cfg), n, ds.series_length, ds.n_classes, n_train),
+                        n_train, DEFAULT_BUDGET_BYTES)
+        except RamBudgetExceeded as exc:
+            note = (note + " " if note else "") + f"ridge head: {exc}"
     t0 = time.perf_counter()
     res = train(default)
     wall = time.perf_counter() - t0
