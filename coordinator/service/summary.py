@@ -68,12 +68,14 @@ class ModeSummary:
     ram_budget_bytes: int
     test_scored: int | None = None  # owners' modes only
     replicas_identical: bool | None = None  # data-parallel only
+    head: str = "sgd"  # the linear head (docs/ml-core.md): "sgd" or "ridge" (train_samples: its Gram items)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "training_mode": self.training_mode, "train_samples": self.train_samples,
             "steps": self.steps, "traffic": self.traffic, "per_train_sample": self.per_train_sample,
             "peak_ram_bytes": self.peak_ram_bytes, "ram_budget_bytes": self.ram_budget_bytes,
+            "head": self.head,
         }
         if self.training_mode != TrainingMode.ROCKNET:
             out["test_scored"] = self.test_scored
@@ -215,5 +217,5 @@ def _mode_summary(engine: RunEngine, setup: RunSetup, nodes: list[NodeSummary],
         training_mode=str(config.mode), train_samples=train_samples, steps=stream.steps,
         traffic=traffic.as_dict(), per_train_sample=traffic.per_train_sample(train_samples),
         peak_ram_bytes=max(rams) if rams else None, ram_budget_bytes=config.ram_budget_bytes,
-        test_scored=test_scored, replicas_identical=replicas,
+        test_scored=test_scored, replicas_identical=replicas, head=config.model.head,
     )

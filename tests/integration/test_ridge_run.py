@@ -46,7 +46,7 @@ def test_a_ridge_run_equals_the_reference_bitwise(tmp_path: Path, lockstep: bool
     model = setup.config.model
     assert model.head == "ridge" and setup.config.schedule.gram_block == setup.config.n_classes
     summary = _run(tmp_path, args, lockstep)
-    assert summary["phase"] == "finished" and summary["steps"] == 1
+    assert summary["phase"] == "finished" and summary["steps"] == 1 and summary["head"] == "ridge"
     assert summary["mode"] == ("lockstep" if lockstep else "batch")
     ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
                           setup.config.n_classes, model, NODES)
