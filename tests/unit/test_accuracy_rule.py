@@ -58,13 +58,16 @@ def test_table_judges_the_defaults_and_shows_the_rule_and_the_paper():
     from dataclasses import replace
 
     row = replace(_row(0.80, 0.91, 100), rule=0.90, rule_choice="wd=10", paper=0.70, paper_choice="epoch 3",
-                  before=0.75, scale="mulaw", epochs=30, rounds=900, rounds_before=450)
+                  before=0.75, scale="mulaw", epochs=30, rounds=900, rounds_before=450, head="ridge",
+                  alpha=1000.0, sgd=0.78, rounds_sgd=1200)
     line = next(ln for ln in markdown([row]).splitlines() if ln.startswith("| X"))
     cells = [c.strip() for c in line.split("|")]
-    assert cells[4:9] == ["mulaw", "30", "450 → 900", "0.800", "0.750"]
-    assert cells[9] == "0.900 (wd=10)" and cells[10] == "0.700 (epoch 3)"
-    # the target is on the defaults: -11 pp misses even though the rule is within 1 pp
-    assert cells[12] == "-11.0" and cells[13] == "-1.0" and cells[14] == "no"
+    assert cells[4:10] == ["mulaw", "ridge (1e+03)", "1,200 → 900", "0.800", "0.780", "0.750"]
+    assert cells[10] == "0.900 (wd=10)" and cells[11] == "0.700 (epoch 3)"
+    # the target is on the defaults: -11 pp misses even though the SGD rule is within 1 pp
+    assert cells[13] == "-11.0" and cells[14] == "no"
     assert cells[15] == "yes" and replace(row, paper=0.85).paper_gap_pp == pytest.approx(-5.0)
     below = next(ln for ln in markdown([replace(row, paper=0.85)]).splitlines() if ln.startswith("| X"))
     assert [c.strip() for c in below.split("|")][15] == "no"
+    sgd = next(ln for ln in markdown([replace(row, head="sgd", alpha=None)]).splitlines() if ln.startswith("| X"))
+    assert [c.strip() for c in sgd.split("|")][5] == "sgd (30 epochs)"
