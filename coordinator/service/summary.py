@@ -41,9 +41,14 @@ class NodeSummary:
     final_collected: bool
     # Samples of each class this device holds (training set; the placement, --split).
     train_label_histogram: list[int] = field(default_factory=list)
+    # The ridge head's solve on this device (None: the SGD head, or no FINAL).
+    ridge_samples: int | None = None
+    ridge_alpha: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        ridge = ({} if self.ridge_samples is None else
+                 {"ridge_samples": self.ridge_samples, "ridge_alpha": self.ridge_alpha})
+        return {**ridge, 
             "id": self.id, "name": self.name, "status": self.status, "joins": self.joins,
             "ram_bytes": self.ram_bytes, "energy_mj": self.energy_mj,
             "energy_parts_mj": dict(self.energy_parts_mj), "radio_on_s": self.radio_on_s,
@@ -171,6 +176,8 @@ def build_summary(engine: RunEngine, setup: RunSetup, wall_s: float,
             tx_slots=t.tx_slots, compute_s_modeled=t.compute_s_modeled,
             test_accuracy=accuracies.get(entry.device), final_collected=final is not None,
             train_label_histogram=histograms[entry.device] if entry.device < len(histograms) else [],
+            ridge_samples=final.ridge_samples if final is not None else None,
+            ridge_alpha=final.ridge_alpha if final is not None else None,
         ))
     # The initiator's view (lowest device id that scored the test set).
     test_acc = accuracies[min(accuracies)] if accuracies else None

@@ -22,7 +22,7 @@ the gradient); the solve is costed by :func:`node.mcu.ridge_costs.ridge_solve_cy
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from protocol.config.model import feature_ranges
 from protocol.config.ram_ledger import Ledger
 from protocol.config.ridge_ram import check_ridge, ridge_ledger
 from protocol.stream.schedule import KIND_TRAIN
+from protocol.wire.stats import FinalMetrics
 from protocol.wire.frames import Round, Rx
 
 __all__ = ["RidgeDevice"]
@@ -91,6 +92,12 @@ class RidgeDevice(Device):
         if done < 0 or not self.stream.ridge:
             return self.steps_taken
         return self.steps_taken + int(self.stream.epoch[done]) + int(self.stream.kind[done] != KIND_TRAIN)
+
+    def final_record(self) -> FinalMetrics:
+        """The parent's, with what the solve kept: its samples and its alpha."""
+        head = self.ridge
+        return replace(super().final_record(), ridge_samples=head.samples_used if head.solved else None,
+                       ridge_alpha=head.alpha)
 
     # ---------------------------------------------------------------- one exchange
     def on_rx(self, msg: Round, rx: Rx) -> None:

@@ -52,6 +52,8 @@ class RidgeHead(ShardHead):
         #: The dual coefficients ``A`` (float32 [n, C]) once solved.
         self.dual = np.zeros((self.n_train, self.n_classes), dtype=np.float32)
         self.solution: RidgeSolution | None = None
+        self.samples_used = 0  # the training samples the solve kept (complete_samples)
+        self.chosen_alpha = 0.0  # the solve's leave-one-out alpha (0: not solved)
 
     @property
     def solved(self) -> bool:
@@ -107,8 +109,10 @@ class RidgeHead(ShardHead):
             sub = np.ascontiguousarray(self.gram[np.ix_(known, known)])
             self.solution = solve_ridge(sub, self.labels[known], self.n_classes)
             self.dual[known] = self.solution.dual.astype(np.float32)
+            self.chosen_alpha = self.solution.alpha
             if self.owns_bias:
                 self.b[...] = self.solution.intercept.astype(np.float32)
+        self.samples_used = len(known)
         self.t += 1
 
     def add_weights(self, feats: np.ndarray, samples: np.ndarray) -> None:
@@ -117,14 +121,15 @@ class RidgeHead(ShardHead):
 
     @property
     def alpha(self) -> float | None:
-        """The chosen alpha (None before the solve)."""
-        return None if self.solution is None else self.solution.alpha
+        """The chosen alpha (None before the solve, or when no sample was left for it)."""
+        return self.chosen_alpha if self.chosen_alpha > 0 else None
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"n_classes": self.n_classes, "n_features": self.n_features,
                                  "owns_bias": int(self.owns_bias), "head": "ridge", "t": self.t,
-                                 "block_pass": self.block_pass, "n_train": self.n_train}
+                                 "block_pass": self.block_pass, "n_train": self.n_train,
+                                 "samples_used": self.samples_used, "chosen_alpha": self.chosen_alpha}
         for name in _ARRAYS:
             state[name] = getattr(self, name).copy()
         return state
@@ -146,4 +151,6 @@ class RidgeHead(ShardHead):
             setattr(self, name, value)
         self.t = int(state["t"])
         self.block_pass = int(state["block_pass"])
-        self.solution = None  # the chosen alpha is not kept: the weights are
+        self.samples_used = int(state.get("samples_used", 0))
+        self.chosen_alpha = float(state.get("chosen_alpha", 0.0))
+        self.solution = None  # the LOO curve is not kept: the weights and the alpha are

@@ -68,7 +68,7 @@ def train_ridge(f_train: list[np.ndarray], f_test: list[np.ndarray], scalers: li
                 heads[0].step()
                 for h in heads[1:]:
                     h.dual[...] = heads[0].dual
-                    h.t = heads[0].t
+                    h.t, h.samples_used, h.chosen_alpha = heads[0].t, heads[0].samples_used, heads[0].chosen_alpha
         elif kind == KIND_CALIB:  # the weight pass
             for h, x in zip(heads, tr):
                 h.add_weights(x[idx], idx)

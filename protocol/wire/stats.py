@@ -57,6 +57,14 @@ def _seconds(data: dict[str, Any], key: str, what: str) -> float:
     return value
 
 
+def _positive(data: dict[str, Any], key: str, what: str) -> float:
+    value = _float(data, key, what)
+    assert value is not None  # not optional: _float raised on None
+    if value <= 0:
+        raise ValueError(f"{what}[{key!r}] must be > 0, got {value}")
+    return float(value)
+
+
 def _optional_int(data: dict[str, Any], key: str, what: str) -> int | None:
     return _int(data, key, what, minimum=0) if key in data else None
 
@@ -205,7 +213,8 @@ class FinalMetrics:
 
     ``weights_digest``: data-parallel replicas' 16-hex-digit SHA-256 prefix of ``W`` and
     ``b`` (equal digests: equal replicas); ``ram_bytes``, ``bad_frames``, ``stale_frames``
-    are added by the agent (None: left out).
+    are added by the agent; ``ridge_samples`` and ``ridge_alpha``: the ridge head's solve
+    (the training samples it kept, the leave-one-out alpha); None: left out.
     """
 
     passes: tuple[PassRecord, ...]
@@ -214,11 +223,17 @@ class FinalMetrics:
     ram_bytes: int | None = None
     bad_frames: int | None = None
     stale_frames: int | None = None
+    ridge_samples: int | None = None
+    ridge_alpha: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"passes": [p.to_wire() for p in self.passes], "steps": self.steps}
         if self.weights_digest is not None:
             out["weights_digest"] = self.weights_digest
+        if self.ridge_samples is not None:
+            out["ridge_samples"] = self.ridge_samples
+        if self.ridge_alpha is not None:
+            out["ridge_alpha"] = self.ridge_alpha
         if self.ram_bytes is not None:
             out["ram_bytes"] = self.ram_bytes
         return _with_counters(out, self.bad_frames, self.stale_frames)
@@ -242,4 +257,6 @@ class FinalMetrics:
             ram_bytes=_optional_int(d, "ram_bytes", what),
             bad_frames=_optional_int(d, "bad_frames", what),
             stale_frames=_optional_int(d, "stale_frames", what),
+            ridge_samples=_optional_int(d, "ridge_samples", what),
+            ridge_alpha=_positive(d, "ridge_alpha", what) if "ridge_alpha" in d else None,
         )

@@ -47,6 +47,8 @@ def test_a_ridge_run_equals_the_reference_bitwise(tmp_path: Path, lockstep: bool
     assert model.head == "ridge" and setup.config.schedule.gram_block == setup.config.n_classes
     summary = _run(tmp_path, args, lockstep)
     assert summary["phase"] == "finished" and summary["steps"] == 1 and summary["head"] == "ridge"
+    n_train = len(build_setup(args).y_train)
+    assert all(n["ridge_samples"] == n_train and n["ridge_alpha"] in RIDGE_ALPHAS for n in summary["per_node"])
     assert summary["mode"] == ("lockstep" if lockstep else "batch")
     ref = train_reference(setup.x_train, setup.y_train, setup.x_test, setup.y_test,
                           setup.config.n_classes, model, NODES)
@@ -157,3 +159,5 @@ def test_a_node_killed_in_a_gram_pass_rejoins_and_the_run_finishes(tmp_path: Pat
         assert all(np.isfinite(w[k]).all() for k in w.files)
         assert all(w[f"W_{d}"].any() for d in range(NODES))
     assert 0.5 < summary["test_accuracy"] <= 1.0  # two balanced classes: above chance
+    # every solve ran and says what it kept: the pass in flight's samples may be missing
+    assert all(0 < n["ridge_samples"] <= 50 and n["ridge_alpha"] in RIDGE_ALPHAS for n in summary["per_node"])

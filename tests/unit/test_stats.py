@@ -19,10 +19,10 @@ from protocol.wire.frames import Tx
 from protocol.wire.stats import FinalMetrics, PassRecord, TxStats
 
 
-def _run(mode: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _run(mode: str, head: str = "sgd") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every TX stats map and every FINAL stats map of a small run of ``mode``."""
-    setup = build_setup(RunArgs(dataset="GunPoint", nodes=3, epochs=1, num_features=1000,
-                                batch_size=16, mode=mode))
+    sgd = {"epochs": 1, "batch_size": 16} if head == "sgd" else {}
+    setup = build_setup(RunArgs(dataset="GunPoint", nodes=3, num_features=1000, mode=mode, head=head, **sgd))
     cfg = setup.config
     devices: list[DeviceStateMachine] = [
         make_device(d, cfg, DeviceData.from_shard(setup.shard(d))) for d in range(cfg.n_devices)]
@@ -102,9 +102,24 @@ def test_a_pass_of_the_wrong_kind_or_impossible_counts_is_refused() -> None:
         PassRecord.from_wire(bad)
 
 
+def test_the_ridge_head_s_final_reports_its_solve() -> None:
+    """The ridge head's FINAL round-trips with the samples its solve kept (all of a lossless
+    run's) and its alpha (one of the grid); the SGD head's has neither."""
+    from node.ml.ridge import RIDGE_ALPHAS
+
+    _, finals = _run("rocknet", head="ridge")
+    for final in finals:
+        back = FinalMetrics.from_wire(final).to_wire()
+        assert back == final and list(back) == list(final)
+        assert final["steps"] == 1 and final["ridge_samples"] == 50 and final["ridge_alpha"] in RIDGE_ALPHAS
+    assert all("ridge_samples" not in f and "ridge_alpha" not in f for f in _run("rocknet")[1])
+
+
 @pytest.mark.parametrize("final", [
     [], {"steps": 1}, {"passes": [], "steps": -1}, {"passes": [{"kind": "calib"}], "steps": 0},
     {"passes": [], "steps": 0, "weights_digest": "XYZ"},
+    {"passes": [], "steps": 1, "ridge_samples": -1}, {"passes": [], "steps": 1, "ridge_alpha": 0.0},
+    {"passes": [], "steps": 1, "ridge_alpha": float("nan")}, {"passes": [], "steps": 1, "ridge_alpha": "1"},
 ])
 def test_a_bad_final_map_is_refused(final: Any) -> None:
     with pytest.raises(ValueError):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from rich.console import Console, RenderableType
@@ -101,7 +104,28 @@ def _goodbye(state: MonitorState, out: TextIO) -> None:
           f", eval acc {fmt(number(acc.get('eval_accuracy')), '.3f')}", file=out)
 
 
+@contextlib.contextmanager
+def _ctrl_c_quits() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt here even if whoever started the monitor ignored
+    SIGINT (a background job of a script, ``nohup``: Python then keeps it ignored and the
+    dashboard could not be quit); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_monitor(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``rocknet monitor`` (:func:`_monitor`), quit with Ctrl-C wherever it was started from."""
+    with _ctrl_c_quits():
+        return _monitor(args, out, err)
+
+
+def _monitor(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``rocknet monitor``: 0 when done or on Ctrl-C, 1 if the run ended early or the
     coordinator vanished, 2 for bad arguments, 4 if no coordinator appeared within ``--wait``."""
     out = out or sys.stdout
