@@ -14,6 +14,7 @@ sums the same per-shard partial logits in the same order.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,22 @@ __all__ = [
     "sum_partial_logits_rows",
     "warm_up",
 ]
+
+
+def restore_arrays(head: object, names: Sequence[str], state: dict[str, Any]) -> None:
+    """Set ``head``'s arrays ``names`` to copies of ``state``'s, all or none: every one must
+    have the dtype and shape of the array it replaces (``ValueError`` naming it, else)."""
+    arrays = {}
+    for name in names:
+        mine = getattr(head, name)
+        value = np.asarray(state[name])
+        if value.dtype != mine.dtype or value.shape != mine.shape:
+            raise ValueError(
+                f"checkpoint array {name} is {value.dtype}{value.shape}, expected {mine.dtype}{mine.shape}"
+            )
+        arrays[name] = np.array(value, copy=True)
+    for name, value in arrays.items():
+        setattr(head, name, value)
 
 
 class ShardHead:
@@ -267,17 +284,7 @@ class ShardHead:
         ):
             if state.get(key) != mine:
                 raise ValueError(f"checkpoint {key}={state.get(key)!r} does not match this head ({mine!r})")
-        arrays = {}
-        for name in self._STATE_ARRAYS[self.cfg.optimizer]:
-            mine = getattr(self, name)
-            value = np.asarray(state[name])
-            if value.dtype != mine.dtype or value.shape != mine.shape:
-                raise ValueError(
-                    f"checkpoint array {name} is {value.dtype}{value.shape}, expected {mine.dtype}{mine.shape}"
-                )
-            arrays[name] = np.array(value, copy=True)
-        for name, value in arrays.items():
-            setattr(self, name, value)
+        restore_arrays(self, self._STATE_ARRAYS[self.cfg.optimizer], state)
         self.count = int(state["count"])
         self.t = int(state["t"])
         self.loss_sum = float(state.get("loss_sum", 0.0))

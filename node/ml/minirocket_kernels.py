@@ -106,6 +106,26 @@ def _count_above2(conv, n, threshold0, threshold1):
     return count0, count1
 
 
+@njit(cache=True, nogil=True)
+def _unit_span(features_per_dilation, unit_start, unit_stop):
+    """The kernel-major layout of units ``[unit_start, unit_stop)``: features per kernel,
+    each dilation's first feature within a kernel, and the span's first and stop feature
+    (unit ``u = k * n_dil + j`` starts at ``k * per_kernel + dil_start[j]``)."""
+    n_dil = features_per_dilation.shape[0]
+    per_kernel = 0
+    for j in range(n_dil):
+        per_kernel += features_per_dilation[j]
+    dil_start = np.zeros(n_dil, dtype=np.int64)
+    for j in range(1, n_dil):
+        dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
+    feature_start = (unit_start // n_dil) * per_kernel + dil_start[unit_start % n_dil]
+    if unit_stop % n_dil == 0:
+        feature_stop = (unit_stop // n_dil) * per_kernel
+    else:
+        feature_stop = (unit_stop // n_dil) * per_kernel + dil_start[unit_stop % n_dil]
+    return per_kernel, dil_start, feature_start, feature_stop
+
+
 @njit(
     "float32[:, ::1](int8[:, ::1], int32[::1], int32[::1], int16[::1], int64, int64, boolean)",
     cache=True,
@@ -116,18 +136,7 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_s
     """:func:`transform_units` with biases given as int16 thresholds (see :func:`bias_thresholds`)."""
     n, length = X.shape
     n_dil = dilations.shape[0]
-    per_kernel = 0
-    for j in range(n_dil):
-        per_kernel += features_per_dilation[j]
-    dil_start = np.zeros(n_dil, dtype=np.int64)
-    for j in range(1, n_dil):
-        dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
-    # unit u = k * n_dil + j starts at k * per_kernel + dil_start[j] in the feature vector
-    feature_start = (unit_start // n_dil) * per_kernel + dil_start[unit_start % n_dil]
-    if unit_stop % n_dil == 0:
-        feature_stop = (unit_stop // n_dil) * per_kernel
-    else:
-        feature_stop = (unit_stop // n_dil) * per_kernel + dil_start[unit_stop % n_dil]
+    per_kernel, dil_start, feature_start, feature_stop = _unit_span(features_per_dilation, unit_start, unit_stop)
     n_out = feature_stop - feature_start
     out = np.empty((n, n_out), dtype=np.float32)
     gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
@@ -201,17 +210,7 @@ def transform_thresholds(X, dilations, features_per_dilation, thresholds, unit_s
 def _fit_biases(fit_series, fit_rows, dilations, features_per_dilation, unit_start, unit_stop):
     length = fit_series.shape[1]
     n_dil = dilations.shape[0]
-    per_kernel = 0
-    for j in range(n_dil):
-        per_kernel += features_per_dilation[j]
-    dil_start = np.zeros(n_dil, dtype=np.int64)
-    for j in range(1, n_dil):
-        dil_start[j] = dil_start[j - 1] + features_per_dilation[j - 1]
-    feature_start = (unit_start // n_dil) * per_kernel + dil_start[unit_start % n_dil]
-    if unit_stop % n_dil == 0:
-        feature_stop = (unit_stop // n_dil) * per_kernel
-    else:
-        feature_stop = (unit_stop // n_dil) * per_kernel + dil_start[unit_stop % n_dil]
+    per_kernel, dil_start, feature_start, feature_stop = _unit_span(features_per_dilation, unit_start, unit_stop)
     out = np.empty(feature_stop - feature_start, dtype=np.float32)
     gamma = np.empty((KERNEL_LENGTH, length), dtype=np.int16)
     alpha = np.empty(length, dtype=np.int16)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from node.ml.head import ShardHead
+from node.ml.head import ShardHead, restore_arrays
 from node.ml.ridge import RidgeSolution, accumulate_dual_weights, gram_rows, gram_valid, solve_ridge
 from protocol.config.model import ModelConfig
 
@@ -139,16 +139,7 @@ class RidgeHead(ShardHead):
                           ("owns_bias", int(self.owns_bias)), ("head", "ridge"), ("n_train", self.n_train)):
             if state.get(key) != mine:
                 raise ValueError(f"checkpoint {key}={state.get(key)!r} does not match this head ({mine!r})")
-        arrays = {}
-        for name in _ARRAYS:
-            mine = getattr(self, name)
-            value = np.asarray(state[name])
-            if value.dtype != mine.dtype or value.shape != mine.shape:
-                raise ValueError(f"checkpoint array {name} is {value.dtype}{value.shape}, "
-                                 f"expected {mine.dtype}{mine.shape}")
-            arrays[name] = np.array(value, copy=True)
-        for name, value in arrays.items():
-            setattr(self, name, value)
+        restore_arrays(self, _ARRAYS, state)
         self.t = int(state["t"])
         self.block_pass = int(state["block_pass"])
         self.samples_used = int(state.get("samples_used", 0))
