@@ -160,7 +160,7 @@ class NodeAgent:
         # private labels: no label travels (-1)
         lowest = -1 if cfg.mode == TrainingMode.PRIVATE_LABELS else 0
         if (msg.series.shape[1] != cfg.series_length
-                or msg.logits.shape[1:] != (cfg.n_devices, cfg.n_classes)
+                or msg.logits.shape[1:] != (cfg.n_devices, cfg.logit_width)
                 or (len(msg.labels) and not lowest <= msg.labels.min() <= msg.labels.max() < cfg.n_classes)):
             self.bad_frames += 1  # arrays of another run's shape: would corrupt the device
             log.warning("dropped an RX with series %s, logits %s", msg.series.shape, msg.logits.shape)

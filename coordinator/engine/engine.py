@@ -75,7 +75,7 @@ class RunEngine(NodeFrames):
         self.registry = Registry(self.config.n_devices, down_after=self.options.down_after)
         self.air = Air(stream=self.stream, topology=setup.topology, loss=setup.loss,
                        protocol=setup.protocol, seed=self.config.model.seed,
-                       series_length=self.config.series_length, n_classes=self.config.n_classes,
+                       series_length=self.config.series_length, n_classes=self.config.logit_width,
                        profile=self.config.profile)
         self.air.speculative = self.options.speculate
         self.plans = plan_exchanges(self.stream, lockstep=self.options.lockstep or self.options.realtime)

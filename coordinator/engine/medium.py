@@ -55,7 +55,11 @@ class _Radio:
 
 
 class Air:
-    """Resolves rounds for a stream over a topology with a (mutable) loss model."""
+    """Resolves rounds for a stream over a topology with a (mutable) loss model.
+
+    ``n_classes``: the floats of a device's vector in a logit slot (``RunConfig.logit_width``:
+    C, or the ridge head's Gram block), which sizes the logit packets and the RX arrays.
+    """
 
     def __init__(
         self,

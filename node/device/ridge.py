@@ -49,6 +49,10 @@ class RidgeDevice(Device):
         super().__post_init__()
         self._weight_items = np.flatnonzero(self.stream.weight_items)
         self.gram_rows_missing = 0  # Gram items whose row this device could not complete
+        # Own partial Gram rows per item (float32 [n_items, B]) and whether they are pending:
+        # as the parent's own logits, but B wide (the test pass keeps the parent's, C wide).
+        self._own_rows = np.zeros((self.stream.n_items, self.config.logit_width), dtype=np.float32)
+        self._rows_pending = np.zeros(self.stream.n_items, dtype=bool)
 
     @property
     def ridge(self) -> RidgeHead:
@@ -59,7 +63,7 @@ class RidgeDevice(Device):
     def _ram_ledger(self) -> Ledger:
         cfg = self.config
         return ridge_ledger(cfg.model, cfg.n_devices, cfg.series_length, cfg.n_classes,
-                            cfg.schedule.n_train, device=self.device)
+                            cfg.schedule.n_train, device=self.device, block_size=cfg.schedule.gram_block)
 
     def _check_ram(self, ledger: Ledger) -> None:
         check_ridge(ledger, self.config.schedule.n_train, self.config.ram_budget_bytes)
@@ -67,6 +71,8 @@ class RidgeDevice(Device):
     def _model_costs(self) -> tuple[float, float]:
         transform_s, _ = super()._model_costs()
         cfg = self.config
+        # A partial Gram row is B dot products where partial logits are C (the same kernel).
+        self._row_s = self._logits_s * cfg.schedule.gram_block / cfg.n_classes
         return transform_s, ridge_solve_cycles(cfg.schedule.n_train, cfg.n_classes) / cycles.CPU_HZ
 
     def _make_head(self) -> ShardHead:
@@ -76,7 +82,7 @@ class RidgeDevice(Device):
         self.n_features_total = ranges[-1][1]
         head = RidgeHead(cfg.n_classes, self.feature_stop - self.feature_start, self.device == 0, cfg.model,
                          self.device, cfg.n_devices, n_train=cfg.schedule.n_train,
-                         total_features=self.n_features_total)
+                         total_features=self.n_features_total, block_size=cfg.schedule.gram_block)
         self._phase_head_obj = head
         return head
 
@@ -105,28 +111,30 @@ class RidgeDevice(Device):
         self._advance_weights(msg.series_to)
 
     def logits_payload(self, first_item: int, stop_item: int) -> tuple[np.ndarray, np.ndarray]:
-        """Partial Gram rows of Gram items, partial logits of test items, in item order."""
+        """Partial Gram rows of Gram items (B wide), partial logits of test items (their C
+        first, then zeros: one slot width on the wire), in item order."""
         a, b = max(first_item, 0), min(stop_item, self.stream.n_items)
-        if b <= a:
-            return super().logits_payload(first_item, stop_item)
-        gram = np.flatnonzero(self.stream.kind[a:b] == KIND_TRAIN) + a
+        gram = np.flatnonzero(self.stream.kind[a:b] == KIND_TRAIN) + a if b > a else np.zeros(0, np.intp)
         if not len(gram):
             self._advance_weights(a)  # every weight-pass series is in or lost by now
-            return super().logits_payload(first_item, stop_item)
+            items, logits = super().logits_payload(first_item, stop_item)
+            wide = np.zeros((len(items), self.config.logit_width), dtype=np.float32)
+            wide[:, :logits.shape[1]] = logits
+            return items, wide
         started = time.perf_counter()
         tables = self.tables
         usable = gram[tables.owned[gram] | self._have[gram]]
         if len(usable) and not self._scaler_done:
             self._finish_calibration()
-        rows = np.zeros((len(usable), self.config.n_classes), dtype=np.float32)
+        rows = np.zeros((len(usable), self.config.logit_width), dtype=np.float32)
         stream = self.stream
         for p in np.unique(stream.epoch[usable]).tolist():  # one Gram pass at a time
             sel = np.flatnonzero(stream.epoch[usable] == p)
             feats = self._scaled(self._features_of(usable[sel]))
             rows[sel] = self.ridge.gram_partial_rows(feats, stream.sample[usable[sel]], int(p))
-        self.stats.compute_modeled_s += len(usable) * self._logits_s
-        self._own_logits[usable] = rows
-        self._own_pending[usable] = True
+        self.stats.compute_modeled_s += len(usable) * self._row_s
+        self._own_rows[usable] = rows
+        self._rows_pending[usable] = True
         self.stats.compute_wall_s += time.perf_counter() - started
         return usable.astype(np.int32), rows
 
@@ -136,8 +144,8 @@ class RidgeDevice(Device):
         inside = (items >= 0) & (items < self.stream.n_items)
         gram = np.zeros(len(items), dtype=bool)
         gram[inside] = kind[items[inside]] == KIND_TRAIN
-        if (~gram).any():
-            super().receive_logits(items[~gram], logits[~gram], mask[~gram])
+        if (~gram).any():  # test logits: the first C of the slot
+            super().receive_logits(items[~gram], logits[~gram][:, :, :self.config.n_classes], mask[~gram])
         if gram.any():
             started = time.perf_counter()
             for row in np.flatnonzero(gram).tolist():
@@ -155,7 +163,8 @@ class RidgeDevice(Device):
         if item <= self.processed_item:
             return
         self.processed_item = item
-        own = self._take_own_logits(item)
+        own = self._own_rows[item].copy() if self._rows_pending[item] else None
+        self._rows_pending[item] = False
         have = self.series_of(item)
         if own is None or have is None or parts is None or mask is None:
             self.gram_rows_missing += 1

@@ -30,19 +30,25 @@ class RidgeHead(ShardHead):
         n_classes, n_features, owns_bias, cfg, device, n_devices, total_features: as
             :class:`~node.ml.head.ShardHead`.
         n_train: training samples (the Gram matrix is ``n_train x n_train``).
+        block_size: samples per Gram block, the width of a partial Gram row
+            (``ScheduleConfig.gram_block``; default C).
     """
 
     def __init__(self, n_classes: int, n_features: int, owns_bias: bool, cfg: ModelConfig, device: int,
-                 n_devices: int, *, n_train: int, total_features: int | None = None) -> None:
+                 n_devices: int, *, n_train: int, total_features: int | None = None,
+                 block_size: int | None = None) -> None:
         if cfg.head != "ridge":
             raise ValueError(f"RidgeHead needs cfg.head='ridge', got {cfg.head!r}")
         super().__init__(n_classes, n_features, owns_bias, cfg, device, n_devices,
                          total_features=total_features, total_steps=1)
         self.W[...] = 0.0  # formed by the weight pass, not initialized
         self.n_train = int(n_train)
-        #: This device's features of the current Gram block (float32 [B = C, F_d]); NaN
-        #: rows: members whose series this device does not have (yet).
-        self.block = np.full((self.n_classes, self.n_features), np.nan, dtype=np.float32)
+        self.block_size = int(block_size) if block_size is not None else self.n_classes
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        #: This device's features of the current Gram block (float32 [B, F_d]); NaN rows:
+        #: members whose series this device does not have (yet).
+        self.block = np.full((self.block_size, self.n_features), np.nan, dtype=np.float32)
         self.block_pass = -1  # the Gram pass the block belongs to
         #: The summed Gram matrix, lower triangle filled (float32 [n, n]); NaN: an entry not
         #: known (never received, or some device's part of it missing).
@@ -61,7 +67,7 @@ class RidgeHead(ShardHead):
 
     # ------------------------------------------------------------------ Gram passes
     def gram_partial_rows(self, feats: np.ndarray, samples: np.ndarray, gram_pass: int) -> np.ndarray:
-        """float32 [m, C]: this device's partial Gram rows of ``samples`` in Gram pass
+        """float32 [m, B]: this device's partial Gram rows of ``samples`` in Gram pass
         ``gram_pass`` (samples in index order, scaled features ``feats`` [m, F_d]). Block
         members among them are stored first; a member whose series this device never had
         stays NaN, so its entry reaches every device as NaN (not known) rather than as a
@@ -69,16 +75,16 @@ class RidgeHead(ShardHead):
         if gram_pass != self.block_pass:
             self.block[...] = np.nan
             self.block_pass = gram_pass
-        start = gram_pass * self.n_classes
+        start = gram_pass * self.block_size
         local = np.asarray(samples, dtype=np.int64) - start
-        members = local < self.n_classes
+        members = local < self.block_size
         self.block[local[members]] = feats[members]
-        return gram_rows(self.block, feats, gram_valid(samples, start, self.n_classes))
+        return gram_rows(self.block, feats, gram_valid(samples, start, self.block_size))
 
     def set_gram_row(self, sample: int, gram_pass: int, total: np.ndarray, label: int) -> None:
         """Store the summed partial row of ``sample`` (``K[sample, block]``, lower triangle)."""
-        start = gram_pass * self.n_classes
-        valid = int(gram_valid(np.array([sample]), start, self.n_classes)[0])
+        start = gram_pass * self.block_size
+        valid = int(gram_valid(np.array([sample]), start, self.block_size)[0])
         self.gram[sample, start:start + valid] = total[:valid]
         self.labels[sample] = int(label)
 
@@ -129,6 +135,7 @@ class RidgeHead(ShardHead):
         state: dict[str, Any] = {"n_classes": self.n_classes, "n_features": self.n_features,
                                  "owns_bias": int(self.owns_bias), "head": "ridge", "t": self.t,
                                  "block_pass": self.block_pass, "n_train": self.n_train,
+                                 "block_size": self.block_size,
                                  "samples_used": self.samples_used, "chosen_alpha": self.chosen_alpha}
         for name in _ARRAYS:
             state[name] = getattr(self, name).copy()
@@ -136,7 +143,8 @@ class RidgeHead(ShardHead):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, mine in (("n_classes", self.n_classes), ("n_features", self.n_features),
-                          ("owns_bias", int(self.owns_bias)), ("head", "ridge"), ("n_train", self.n_train)):
+                          ("owns_bias", int(self.owns_bias)), ("head", "ridge"), ("n_train", self.n_train),
+                          ("block_size", self.block_size)):
             if state.get(key) != mine:
                 raise ValueError(f"checkpoint {key}={state.get(key)!r} does not match this head ({mine!r})")
         restore_arrays(self, _ARRAYS, state)

@@ -40,7 +40,8 @@ def train_ridge(f_train: list[np.ndarray], f_test: list[np.ndarray], scalers: li
     (``node.offline.reference.shard_features``)."""
     n_shards = len(f_train)
     total = sum(f.shape[1] for f in f_train)
-    heads = [RidgeHead(n_classes, f.shape[1], s == 0, cfg, s, n_shards, n_train=len(y_train), total_features=total)
+    heads = [RidgeHead(n_classes, f.shape[1], s == 0, cfg, s, n_shards, n_train=len(y_train), total_features=total,
+                       block_size=stream.config.gram_block)
              for s, f in enumerate(f_train)]
     tr: list[np.ndarray] = []
     te: list[np.ndarray] = []

@@ -42,6 +42,7 @@ from protocol.config.training import (
     steps_per_epoch,
     total_steps,
 )
+from protocol.stream.packets import PACKET_PAYLOAD_BYTES
 from protocol.stream.schedule import ScheduleConfig
 from protocol.stream.validation import SELECTIONS
 
@@ -293,14 +294,25 @@ _DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "v
              "padding": "alternate", "head": "sgd"}
 
 
+#: Floats of one packet's payload (protocol.stream.packets.PACKET_PAYLOAD_BYTES / 4 B).
+GRAM_ROW_FLOATS = PACKET_PAYLOAD_BYTES // 4
+
+
+def gram_block_size(n_classes: int) -> int:
+    """Samples per ridge Gram block, the width of a partial Gram row: as many float32 as one
+    packet carries (25), since a device's partial logits take one packet whatever C <= 25
+    is, so the wider row costs no air time; C where C > 25 (the logits' own packets)."""
+    return max(int(n_classes), GRAM_ROW_FLOATS)
+
+
 def schedule_config(
     cfg: ModelConfig, n_train: int, n_test: int, n_devices: int, eval_every: int = 0,
     n_classes: int | None = None,
 ) -> ScheduleConfig:
     """The sample stream that trains this model (calibration pass iff feature scaling).
 
-    ``n_classes`` is needed by the ridge head only: its Gram blocks are C samples wide (a
-    partial Gram row rides in a logit slot)."""
+    ``n_classes`` is needed by the ridge head only: a partial Gram row rides in a logit
+    slot, :func:`gram_block_size` values wide."""
     if cfg.head == "ridge" and (n_classes is None or n_classes < 2):
         raise ValueError("head='ridge' lays its Gram passes out by the class count: pass n_classes >= 2")
     return ScheduleConfig(
@@ -315,5 +327,5 @@ def schedule_config(
         selection=cfg.selection,
         n_candidates=len(cfg.select_weight_decays) if cfg.selection == "decay" else 1,
         val_fraction=cfg.val_fraction,
-        gram_block=int(n_classes) if cfg.head == "ridge" and n_classes is not None else 0,
+        gram_block=gram_block_size(n_classes) if cfg.head == "ridge" and n_classes is not None else 0,
     )

@@ -7,7 +7,9 @@ keeps (node/ml/ridge.py):
 * the summed Gram matrix, lower triangle packed, float32: ``4 n (n + 1) / 2`` B;
 * the Cholesky factor of one alpha, packed, float64: ``8 n (n + 1) / 2`` B (float64 because
   small alphas leave ``K + alpha I`` too ill-conditioned for float32; our choice);
-* the Gram block, this device's features of ``C`` samples: ``4 C F_d`` B;
+* the Gram block, this device's features of ``B`` samples: ``4 B F_d`` B (``B`` =
+  :func:`~protocol.config.model.gram_block_size`: 25, the floats of one packet), and the
+  received slots ``4 N B`` instead of ``4 N C``;
 * the dual coefficients ``A``, float32: ``4 n C`` B; one training label per sample, int16.
 
 The scaler's calibration accumulators overlay the Cholesky factor (both never live at once).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from protocol.config.model import ModelConfig
+from protocol.config.model import ModelConfig, gram_block_size
 from protocol.config.ram_ledger import FLOAT32_BYTES, Ledger, RamBudgetExceeded, ledger
 
 __all__ = ["HEAD_CHOICES", "check_ridge", "resolve_head", "ridge_ledger", "ridge_model"]
@@ -41,16 +43,19 @@ def _triangle(n: int) -> int:
 
 
 def ridge_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, n_train: int,
-                 device: int = 0) -> Ledger:
-    """The RAM ledger of ``device`` with the ridge head (module docstring)."""
+                 device: int = 0, block_size: int | None = None) -> Ledger:
+    """The RAM ledger of ``device`` with the ridge head (module docstring); ``block_size``:
+    the Gram block (default :func:`~protocol.config.model.gram_block_size`, the run's)."""
+    block = gram_block_size(n_classes) if block_size is None else int(block_size)
     base = ledger(cfg, n_devices, series_length, n_classes, device=device)
     e = {k: v for k, v in base.entries.items() if k not in _SGD_ONLY}
+    e["received partial logits"] = n_devices * block * FLOAT32_BYTES  # a slot is B wide
     e["Gram matrix (float32 triangle)"] = _triangle(n_train) * FLOAT32_BYTES
     factor = _triangle(n_train) * FLOAT64_BYTES
     e["Cholesky factor (float64 triangle)"] = factor
     if cfg.feature_scaling:  # float64 mean and M2 per feature, overlaid on the factor
         e["scaler calibration (beyond overlay)"] = max(0, 16 * base.n_features - factor)
-    e["Gram block features"] = n_classes * base.n_features * FLOAT32_BYTES
+    e["Gram block features"] = block * base.n_features * FLOAT32_BYTES
     e["dual coefficients A"] = n_train * n_classes * FLOAT32_BYTES
     e["training labels"] = n_train * INT16_BYTES
     return Ledger(device=base.device, n_devices=base.n_devices, n_kernels=base.n_kernels,
@@ -59,16 +64,18 @@ def ridge_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_classes
 
 def check_ridge(led: Ledger, n_train: int, budget_bytes: int) -> None:
     """Raise :class:`~protocol.config.ram_ledger.RamBudgetExceeded` if the ridge head's ``led`` does not
-    fit, naming the fix (the Gram matrix grows with n_train^2, not with the features)."""
+    fit, naming its largest buffers and the fix (the Gram matrix and its factor grow with
+    n_train^2, the Gram block with the device's features: more devices shrink the block)."""
     over = led.total_bytes - budget_bytes
     if over <= 0:
         return
-    gram = led.entries["Gram matrix (float32 triangle)"] + led.entries["Cholesky factor (float64 triangle)"]
+    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
+    biggest = ", ".join(f"{k} {v:,d} B" for k, v in top)
     raise RamBudgetExceeded(
-        f"device {led.device} of {led.n_devices} needs {led.total_bytes:,d} B of RAM with the ridge head, "
-        f"{over:,d} B ({over / 1024:.1f} KiB) over the budget of {budget_bytes:,d} B: the Gram matrix of "
-        f"{n_train} training samples and its Cholesky factor take {gram:,d} B. To fit: use --head sgd "
-        "(or --head auto, which picks it), or a smaller training split."
+        f"device {led.device} of {led.n_devices} needs {led.total_bytes:,d} B of RAM with the ridge head "
+        f"({n_train} training samples), {over:,d} B ({over / 1024:.1f} KiB) over the budget of "
+        f"{budget_bytes:,d} B (largest: {biggest}). To fit: use --head sgd (or --head auto, which "
+        "picks it), or more devices (a smaller Gram block), or a smaller training split."
     )
 
 

@@ -59,9 +59,11 @@ class RunConfig:
             )
         if self.ram_budget_bytes < 1:
             raise ValueError("the RAM budget must be a positive number of bytes")
-        if self.model.head == "ridge" and (self.mode != "rocknet" or self.schedule.gram_block != self.n_classes):
-            raise ValueError("the ridge head runs in rocknet mode with Gram blocks of n_classes samples: "
-                             "use --mode rocknet and protocol.config.model.schedule_config(..., n_classes=C)")
+        if self.model.head == "ridge" and (self.mode != "rocknet" or self.schedule.gram_block < self.n_classes):
+            raise ValueError("the ridge head runs in rocknet mode with Gram blocks of at least n_classes "
+                             "samples: use --mode rocknet and protocol.config.model.schedule_config(..., n_classes=C)")
+        if self.model.head != "ridge" and self.schedule.gram_block:
+            raise ValueError("a schedule with Gram passes (gram_block > 0) needs the ridge head (head='ridge')")
         if self.profile not in ("tuned", "firmware"):
             raise ValueError(f"device profile {self.profile!r} unknown: use --profile tuned or firmware")
 
@@ -101,6 +103,12 @@ class RunConfig:
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"run configuration is incomplete or malformed: {exc}") from exc
+
+    @property
+    def logit_width(self) -> int:
+        """Floats of one device's vector in a logit slot: C, or with the ridge head the Gram
+        block (a partial Gram row; its test logits take the first C, the rest are 0)."""
+        return max(self.n_classes, self.schedule.gram_block)
 
     def fingerprint(self) -> str:
         """Short hash that identifies the run (checkpoints from another run are refused)."""

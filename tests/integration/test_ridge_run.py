@@ -44,7 +44,8 @@ def test_a_ridge_run_equals_the_reference_bitwise(tmp_path: Path, lockstep: bool
     args = RunArgs(dataset="UnitTest", nodes=NODES, num_features=1000, model_overrides=dict(RIDGE))
     setup = build_setup(args)
     model = setup.config.model
-    assert model.head == "ridge" and setup.config.schedule.gram_block == setup.config.n_classes
+    # a Gram row fills the packet a logit vector takes: 25 floats, more than C = 2
+    assert model.head == "ridge" and setup.config.schedule.gram_block == 25 == setup.config.logit_width
     summary = _run(tmp_path, args, lockstep)
     assert summary["phase"] == "finished" and summary["steps"] == 1 and summary["head"] == "ridge"
     n_train = len(build_setup(args).y_train)
@@ -140,8 +141,8 @@ def test_a_node_killed_in_a_gram_pass_rejoins_and_the_run_finishes(tmp_path: Pat
             state["coord"].resume()
 
     def on_round(record: dict) -> None:
-        # round 300: GunPoint's Gram passes run from round 50 to ~700
-        if not state["killed"] and record["round"] >= 300:
+        # GunPoint's Gram passes are rounds 50-99 and 100-124 (blocks of 25 samples)
+        if not state["killed"] and record["round"] >= 60:
             state["killed"] = True
             state["coord"].pause()
             state["backend"].kill(victim)

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from coordinator.service.run_setup import RunArgs, SetupError, build_setup
-from protocol.config.model import ModelConfig
+from protocol.config.model import ModelConfig, gram_block_size
 from protocol.config.ram_ledger import DEFAULT_BUDGET_BYTES
 from protocol.config.ridge_ram import resolve_head, ridge_ledger, ridge_model
 
@@ -73,7 +73,7 @@ def test_a_run_applies_the_rule_from_its_flags(args: RunArgs, head: str) -> None
     setup = build_setup(args)
     model, schedule = setup.config.model, setup.config.schedule
     assert model.head == head
-    assert (schedule.gram_block == setup.config.n_classes) == (head == "ridge")
+    assert schedule.gram_block == (gram_block_size(setup.config.n_classes) if head == "ridge" else 0)
     assert (model.dilation_style == "aeon") == (head == "ridge")
 
 

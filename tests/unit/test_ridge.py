@@ -30,7 +30,7 @@ from node.ml.ridge import (
     solve_ridge,
 )
 from node.ml.ridge_head import RidgeHead
-from protocol.config.model import ModelConfig, schedule_config
+from protocol.config.model import ModelConfig, gram_block_size, schedule_config
 from protocol.config.ram_ledger import RamBudgetExceeded, ledger
 from protocol.config.ridge_ram import check_ridge, ridge_ledger
 from protocol.stream.schedule import KIND_CALIB, KIND_EVAL, KIND_TRAIN, build_stream, contiguous_split
@@ -292,15 +292,18 @@ def test_ridge_head_refuses_a_foreign_checkpoint_without_touching_itself(rng: np
 
 
 @settings(max_examples=30, deadline=None)
-@given(n_train=st.integers(1, 40), n_test=st.integers(0, 15), n_devices=st.integers(1, 6),
-       n_classes=st.integers(2, 5))
+@given(n_train=st.integers(1, 90), n_test=st.integers(0, 15), n_devices=st.integers(1, 6),
+       n_classes=st.integers(2, 30))
 def test_ridge_stream_lays_out_gram_passes_one_step_and_a_weight_pass(n_train: int, n_test: int,
                                                                      n_devices: int, n_classes: int) -> None:
-    """Calibration pass, ceil(n / C) Gram passes (pass p: samples pC .. n-1 in order, one
-    batch each), one step on the last Gram item, the weight pass (every training sample once,
-    epoch = number of passes), one test pass; owners are the contiguous split."""
+    """Calibration pass, ceil(n / B) Gram passes (B = max(C, 25): one packet of floats; pass
+    p: samples pB .. n-1 in order, one batch each), one step on the last Gram item, the weight
+    pass (every training sample once, epoch = number of passes), one test pass; owners are
+    the contiguous split."""
     stream = build_stream(schedule_config(RIDGE, n_train, n_test, n_devices, n_classes=n_classes))
-    n_passes = math.ceil(n_train / n_classes)
+    block = max(n_classes, 25)
+    assert stream.config.gram_block == block == gram_block_size(n_classes)
+    n_passes = math.ceil(n_train / block)
     assert stream.ridge and stream.config.gram_passes == n_passes
     kind, epoch, sample = stream.kind, stream.epoch, stream.sample
     calib = np.flatnonzero((kind == KIND_CALIB) & (epoch < 0))
@@ -313,7 +316,7 @@ def test_ridge_stream_lays_out_gram_passes_one_step_and_a_weight_pass(n_train: i
     assert sorted(set(epoch[train].tolist())) == list(range(n_passes))
     for p in range(n_passes):
         in_pass = train[epoch[train] == p]
-        assert sample[in_pass].tolist() == list(range(p * n_classes, n_train))
+        assert sample[in_pass].tolist() == list(range(p * block, n_train))
         assert (int(in_pass[0]), int(in_pass[-1]) + 1) in stream.batches
     assert stream.steps == 1 and bool(stream.step_after[train[-1]])
     assert sample[weights].tolist() == list(range(n_train)) and np.all(epoch[weights] == n_passes)

@@ -27,7 +27,7 @@ def _run(mode: str, head: str = "sgd") -> tuple[list[dict[str, Any]], list[dict[
     devices: list[DeviceStateMachine] = [
         make_device(d, cfg, DeviceData.from_shard(setup.shard(d))) for d in range(cfg.n_devices)]
     air = Air(setup.stream, setup.topology, setup.loss, setup.protocol, cfg.model.seed,
-              cfg.series_length, cfg.n_classes)
+              cfg.series_length, cfg.logit_width)
     sent: list[dict[str, Any]] = []
     for plan in plan_exchanges(setup.stream, lockstep=False):
         msg = plan.message()
