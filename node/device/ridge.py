@@ -48,6 +48,7 @@ class RidgeDevice(Device):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._weight_items = np.flatnonzero(self.stream.weight_items)
+        self._batch_starts = np.array([a for a, _ in self.stream.batches], dtype=np.int64)
         self.gram_rows_missing = 0  # Gram items whose row this device could not complete
         # Own partial Gram rows per item (float32 [n_items, B]) and whether they are pending:
         # as the parent's own logits, but B wide (the test pass keeps the parent's, C wide).
@@ -86,18 +87,18 @@ class RidgeDevice(Device):
         self._phase_head_obj = head
         return head
 
-    #: Save at every Gram pass, not at most once per checkpoint interval: a restarted
-    #: device cannot get back the Gram rows it lost (every device sums its own), so it
-    #: should lose at most the pass in flight (a pass is one checkpoint of ~n^2 floats).
+    #: Save at every batch of the stream, not at most once per checkpoint interval: a
+    #: restarted device cannot get back the Gram rows it lost (every device sums its own),
+    #: so it should lose at most the exchange in flight (C rows; a checkpoint is ~n^2 floats).
     checkpoint_every_progress = True
 
     @property
     def progress(self) -> int:
-        """Checkpoint-worthy progress (node/agent.py): the Gram passes done and the solve."""
+        """Checkpoint-worthy progress (node/agent.py): the batches of the stream done."""
         done = self.processed_item
-        if done < 0 or not self.stream.ridge:
+        if done < 0:
             return self.steps_taken
-        return self.steps_taken + int(self.stream.epoch[done]) + int(self.stream.kind[done] != KIND_TRAIN)
+        return self.steps_taken + int(np.searchsorted(self._batch_starts, done, side="right"))
 
     def final_record(self) -> FinalMetrics:
         """The parent's, with what the solve kept: its samples and its alpha."""

@@ -320,7 +320,9 @@ def schedule_config(
         n_test=n_test,
         n_devices=n_devices,
         epochs=n_epochs(n_train, cfg),
-        batch_size=effective_batch_size(n_train, cfg),
+        # the ridge head's Gram items per exchange: C, so that an exchange lost to a dead node
+        # costs the solve at most C samples (node/ml/ridge_head.py complete_samples; our choice)
+        batch_size=int(n_classes) if cfg.head == "ridge" and n_classes is not None else effective_batch_size(n_train, cfg),
         seed=cfg.seed,
         eval_every=eval_every,
         calibrate=cfg.feature_scaling,

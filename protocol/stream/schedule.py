@@ -16,8 +16,9 @@ logits of item ``t`` in round ``t + 1`` (the paper's pipelining). The stream is:
 
 With the ridge head (``ScheduleConfig.gram_block = B > 0``, node/ml/ridge.py) 2 and 3 are
 instead: Gram passes ``p = 0 .. ceil(n_train / B) - 1`` (``KIND_TRAIN``, ``epoch = p``,
-samples ``pB .. n_train - 1`` in index order, one batch each; the solve is the one step,
-after the last); the weight pass (``KIND_CALIB`` with ``epoch = ceil(n_train / B)``: series
+samples ``pB .. n_train - 1`` in index order, in batches of ``batch_size`` (= C, so that a
+lost exchange costs at most C samples the solve); the solve is the one step, after the
+last); the weight pass (``KIND_CALIB`` with ``epoch = ceil(n_train / B)``: series
 only, every training sample in index order); one test pass.
 
 With a validation rule (``ScheduleConfig.selection``, :mod:`protocol.stream.validation`) a
@@ -330,8 +331,9 @@ def build_stream(
 
     def add_pass(kind: int, order: np.ndarray, owner_table: np.ndarray, epoch: int,
                  phase: int = 0, validation: bool = False, gram: str = "") -> None:
-        """``gram``: ``"pass"`` a ridge Gram pass (training items, one batch, no step),
-        ``"last"`` the last one (the solve is its step after its last item)."""
+        """``gram``: ``"pass"`` a ridge Gram pass (training items in batches of
+        ``batch_size``, no step), ``"last"`` the last one (the solve is its step, after its
+        last item)."""
         nonlocal cursor
         n = order.shape[0]
         kinds.append(np.full(n, kind, dtype=np.int8))
@@ -343,11 +345,11 @@ def build_stream(
         step = np.zeros(n, dtype=bool)
         # A training pass goes in optimizer batches; a forward-only pass (calibration,
         # evaluation) has no step to wait for, so it travels as one batch (one exchange pair).
-        span = config.batch_size if kind == KIND_TRAIN and not gram else max(n, 1)
+        span = config.batch_size if kind == KIND_TRAIN else max(n, 1)
         for a in range(0, n, span):
             b = min(a + span, n)
             batches.append((cursor + a, cursor + b))
-            if kind == KIND_TRAIN and gram != "pass":
+            if kind == KIND_TRAIN and (not gram or (gram == "last" and b == n)):
                 step[b - 1] = True
         steps.append(step)
         cursor += n

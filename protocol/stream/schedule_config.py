@@ -56,9 +56,11 @@ class ScheduleConfig:
     # partial logits 4 C + 2 B, cut into the payload size (100..199 B) that gives the
     # shortest round, as protocol.air.radio.firmware_round; else ours (L + 2 and 4 C, 100 B).
     firmware_messages: bool = False
-    # The ridge head (node/ml/ridge.py): samples per Gram block (= C, a logit vector's width);
-    # 0: the SGD head. With it the stream is: calibration, Gram passes, the weight pass, the
-    # test pass (protocol.stream.schedule), and ``epochs``/``batch_size`` are not used.
+    # The ridge head (node/ml/ridge.py): samples per Gram block (protocol.config.model
+    # gram_block_size: a partial Gram row fills a logit slot); 0: the SGD head. With it the
+    # stream is: calibration, Gram passes, the weight pass, the test pass
+    # (protocol.stream.schedule); ``epochs`` is not used, ``batch_size`` is the Gram items
+    # per exchange.
     gram_block: int = 0
 
     @property

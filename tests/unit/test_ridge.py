@@ -297,7 +297,7 @@ def test_ridge_head_refuses_a_foreign_checkpoint_without_touching_itself(rng: np
 def test_ridge_stream_lays_out_gram_passes_one_step_and_a_weight_pass(n_train: int, n_test: int,
                                                                      n_devices: int, n_classes: int) -> None:
     """Calibration pass, ceil(n / B) Gram passes (B = max(C, 25): one packet of floats; pass
-    p: samples pB .. n-1 in order, one batch each), one step on the last Gram item, the weight
+    p: samples pB .. n-1 in order, in batches of C), one step on the last Gram item, the weight
     pass (every training sample once, epoch = number of passes), one test pass; owners are
     the contiguous split."""
     stream = build_stream(schedule_config(RIDGE, n_train, n_test, n_devices, n_classes=n_classes))
@@ -314,10 +314,14 @@ def test_ridge_stream_lays_out_gram_passes_one_step_and_a_weight_pass(n_train: i
     assert np.array_equal(np.concatenate([calib, train, weights, test]), np.arange(stream.n_items))
     assert sample[calib].tolist() == list(range(n_train))
     assert sorted(set(epoch[train].tolist())) == list(range(n_passes))
+    assert stream.config.batch_size == n_classes  # Gram items per exchange
     for p in range(n_passes):
         in_pass = train[epoch[train] == p]
         assert sample[in_pass].tolist() == list(range(p * block, n_train))
-        assert (int(in_pass[0]), int(in_pass[-1]) + 1) in stream.batches
+        # the pass in batches of C from its first item (the last one may be shorter)
+        first, stop = int(in_pass[0]), int(in_pass[-1]) + 1
+        cuts = list(range(first, stop, n_classes)) + [stop]
+        assert [bt for bt in stream.batches if first <= bt[0] < stop] == list(zip(cuts[:-1], cuts[1:]))
     assert stream.steps == 1 and bool(stream.step_after[train[-1]])
     assert sample[weights].tolist() == list(range(n_train)) and np.all(epoch[weights] == n_passes)
     assert sample[test].tolist() == list(range(n_test)) and not stream.validation.any()
