@@ -13,9 +13,9 @@ slots carry and what the device does with them differ by pass (protocol/stream/s
   training series it has once its round is over (a lost one is left out);
 * **the test pass**: the parent's partial logits, scoring and missing-data policies.
 
-A device's work per item is that of the SGD head: one feature vector, ``C x F_d``
-multiply-adds for the row (as for partial logits) and ``C x F_d`` for the weights (as for
-the gradient); the solve is costed by :func:`node.mcu.ridge_costs.ridge_solve_cycles`, its RAM by
+A device's work per item is about that of the SGD head: one feature vector, ``B x F_d``
+multiply-adds for the row (where partial logits are ``C x F_d``; the slot is ``B`` wide,
+``RunConfig.logit_width``) and ``C x F_d`` for the weights (as for the gradient); the solve is costed by :func:`node.mcu.ridge_costs.ridge_solve_cycles`, its RAM by
 :func:`protocol.config.ridge_ram.ridge_ledger`.
 """
 

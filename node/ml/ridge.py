@@ -5,10 +5,12 @@ side by side) in its dual form needs only the n x n Gram matrix ``K = X X^T``, a
 sum over devices, ``K = sum_d X_d X_d^T``, exactly as the logits are: so the devices exchange
 *partial Gram rows* in the logit slots and sum them in device order
 (:func:`node.ml.head.sum_partial_logits`). The stream (``protocol.stream.schedule``, "the
-ridge head") sends the training split in *Gram passes* of ``B = C`` samples a block: in pass
-``p`` every device stores its features of block ``p`` (samples ``pB .. pB+B-1``) and, for
-every sample ``i >= pB``, floods ``X_d[block] x_{d,i}`` (``B`` values, the width of a logit
-vector; entries of block members after ``i`` are 0: they are ``K[j, i]``, sent with ``j``).
+ridge head") sends the training split in *Gram passes* of ``B`` samples a block
+(``protocol.config.model.gram_block_size``: 25, the float32 of the packet a logit vector
+takes): in pass ``p`` every device stores its features of block ``p`` (samples
+``pB .. pB+B-1``) and, for every sample ``i >= pB``, floods ``X_d[block] x_{d,i}`` (``B``
+values, one logit slot; entries of block members after ``i`` are 0: they are ``K[j, i]``,
+sent with ``j``).
 After the last pass every device holds the same lower triangle of ``K``.
 
 :func:`solve_ridge` then does what scikit-learn's ``RidgeClassifierCV`` (the baseline,
