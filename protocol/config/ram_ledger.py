@@ -142,6 +142,16 @@ def ledger(
     )
 
 
+def over_budget(led: Ledger, budget_bytes: int) -> tuple[int, str] | None:
+    """``(bytes over, "its three largest buffers")`` if ``led`` exceeds ``budget_bytes``,
+    else None: what every budget check's message starts from."""
+    over = led.total_bytes - budget_bytes
+    if over <= 0:
+        return None
+    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
+    return over, ", ".join(f"{k} {v:,d} B" for k, v in top)
+
+
 def _fits(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int, budget_bytes: int) -> bool:
     return ledger(cfg, n_devices, series_length, n_classes).total_bytes <= budget_bytes
 
@@ -185,11 +195,10 @@ def check(
     ``series_length`` and ``n_classes`` it also computes what would fit (more devices, fewer
     features, 8-bit Adam).
     """
-    over = led.total_bytes - budget_bytes
-    if over <= 0:
+    overrun = over_budget(led, budget_bytes)
+    if overrun is None:
         return
-    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
-    biggest = ", ".join(f"{k} {v:,d} B" for k, v in top)
+    over, biggest = overrun
     if cfg is not None and series_length is not None and n_classes is not None:
         advice = _advice(cfg, led.n_devices, series_length, n_classes, budget_bytes)
     else:
@@ -312,11 +321,10 @@ def check_data_parallel(led: Ledger, budget_bytes: int = DEFAULT_BUDGET_BYTES) -
     More devices do not help (every device holds the whole model), so the message says how
     far over it is and how to run it anyway, as a measurement beyond the device.
     """
-    over = led.total_bytes - budget_bytes
-    if over <= 0:
+    overrun = over_budget(led, budget_bytes)
+    if overrun is None:
         return
-    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
-    biggest = ", ".join(f"{k} {v:,d} B" for k, v in top)
+    over, biggest = overrun
     raise RamBudgetExceeded(
         f"data-parallel: every device holds the whole model ({led.n_features:,d} features) and "
         f"needs {led.total_bytes:,d} B of RAM, {over:,d} B ({over / 1024:.1f} KiB) over the "

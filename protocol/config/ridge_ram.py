@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protocol.config.model import ModelConfig, gram_block_size
-from protocol.config.ram_ledger import FLOAT32_BYTES, Ledger, RamBudgetExceeded, ledger
+from protocol.config.ram_ledger import FLOAT32_BYTES, Ledger, RamBudgetExceeded, ledger, over_budget
 
 __all__ = ["HEAD_CHOICES", "check_ridge", "resolve_head", "ridge_ledger", "ridge_model"]
 
@@ -66,11 +66,10 @@ def check_ridge(led: Ledger, n_train: int, budget_bytes: int) -> None:
     """Raise :class:`~protocol.config.ram_ledger.RamBudgetExceeded` if the ridge head's ``led`` does not
     fit, naming its largest buffers and the fix (the Gram matrix and its factor grow with
     n_train^2, the Gram block with the device's features: more devices shrink the block)."""
-    over = led.total_bytes - budget_bytes
-    if over <= 0:
+    overrun = over_budget(led, budget_bytes)
+    if overrun is None:
         return
-    top = sorted(led.entries.items(), key=lambda kv: -kv[1])[:3]
-    biggest = ", ".join(f"{k} {v:,d} B" for k, v in top)
+    over, biggest = overrun
     raise RamBudgetExceeded(
         f"device {led.device} of {led.n_devices} needs {led.total_bytes:,d} B of RAM with the ridge head "
         f"({n_train} training samples), {over:,d} B ({over / 1024:.1f} KiB) over the budget of "
