@@ -50,7 +50,7 @@ def test_the_gram_matrix_grows_out_of_the_budget_with_the_training_split() -> No
 def test_an_sgd_flag_or_an_explicit_head_wins() -> None:
     assert _resolve("auto", sgd_asked=True) == ModelConfig()
     assert _resolve("sgd") == ModelConfig()
-    # forced: also where it does not fit (the device then refuses to boot, naming --head sgd)
+    # forced: also where it does not fit (the run's setup then refuses it, naming --head sgd)
     assert _resolve("ridge", n_train=200, series_length=427, n_classes=6).head == "ridge"
     with pytest.raises(ValueError, match="head must be one of"):
         _resolve("lasso")
@@ -83,3 +83,10 @@ def test_a_forced_ridge_head_refuses_what_it_has_not() -> None:
         build_setup(RunArgs(dataset="GunPoint", head="ridge", model_overrides={"selection": "decay"}))
     with pytest.raises(SetupError, match="rocknet mode"):
         build_setup(RunArgs(dataset="GunPoint", head="ridge", mode="data-parallel"))
+
+
+def test_a_forced_ridge_head_that_does_not_fit_is_refused_before_any_node_starts() -> None:
+    """OSULeaf's Gram matrix at 256 KiB: the setup says so, with the bytes and the fix."""
+    with pytest.raises(SetupError, match=r"over the budget.*--head sgd"):
+        build_setup(RunArgs(dataset="OSULeaf", head="ridge"))
+    assert build_setup(RunArgs(dataset="OSULeaf", head="ridge", ram_budget_bytes=400_000)).config.model.head == "ridge"
