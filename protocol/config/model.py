@@ -144,6 +144,9 @@ class ModelConfig:
         head: one of :data:`HEADS`: ``"sgd"`` (the optimizer, lr, decay, batch and epoch
             fields apply) or ``"ridge"`` (they do not: Gram passes, one leave-one-out solve
             over ``node.ml.ridge.RIDGE_ALPHAS``; needs feature scaling and no selection).
+        gram_block: the ridge head's samples per Gram block (at least C); 0 (the default):
+            :func:`gram_block_size`'s 25, a packet of floats. ``--head auto`` sets C where
+            the default block does not fit the RAM budget (protocol/config/ridge_ram.py).
     """
 
     num_features: int = 10_000
@@ -166,6 +169,7 @@ class ModelConfig:
     val_fraction: float = 0.2
     padding: str = "alternate"
     head: str = "sgd"
+    gram_block: int = 0
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -240,6 +244,12 @@ class ModelConfig:
 
         need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         need(
+            isinstance(self.gram_block, int) and not isinstance(self.gram_block, bool) and self.gram_block >= 0
+            and (self.gram_block == 0 or self.head == "ridge"),
+            "gram_block is the ridge head's block size (an int >= 0, 0: the default; head='ridge' "
+            f"only), got {self.gram_block!r} with head={self.head!r}",
+        )
+        need(
             self.head != "ridge" or (self.feature_scaling and self.selection == "none"),
             "head='ridge' standardizes the features and chooses its own regularization: it needs "
             f"feature_scaling=True and selection='none' (got {self.feature_scaling!r}, {self.selection!r})",
@@ -289,20 +299,25 @@ class ModelConfig:
 
 
 #: Fields left out of :meth:`ModelConfig.to_dict` at their default (the validation rule's).
-_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction", "padding", "head")
+_QUIET_FIELDS = ("selection", "select_weight_decays", "val_fraction", "padding", "head", "gram_block")
 _DEFAULTS = {"selection": "none", "select_weight_decays": (100.0, 10.0, 1.0), "val_fraction": 0.2,
-             "padding": "alternate", "head": "sgd"}
+             "padding": "alternate", "head": "sgd", "gram_block": 0}
 
 
 #: Floats of one packet's payload (protocol.stream.packets.PACKET_PAYLOAD_BYTES / 4 B).
 GRAM_ROW_FLOATS = PACKET_PAYLOAD_BYTES // 4
 
 
-def gram_block_size(n_classes: int) -> int:
-    """Samples per ridge Gram block, the width of a partial Gram row: as many float32 as one
-    packet carries (25), since a device's partial logits take one packet whatever C <= 25
-    is, so the wider row costs no air time; C where C > 25 (the logits' own packets)."""
-    return max(int(n_classes), GRAM_ROW_FLOATS)
+def gram_block_size(n_classes: int, requested: int = 0) -> int:
+    """Samples per ridge Gram block, the width of a partial Gram row: ``requested``
+    (``ModelConfig.gram_block``) if set, else as many float32 as one packet carries (25),
+    since a device's partial logits take one packet whatever C <= 25 is, so the wider row
+    costs no air time; C where C > 25 (the logits' own packets). Never under C (a test
+    pass's logits ride in the same slot): ``ValueError``."""
+    if requested and requested < n_classes:
+        raise ValueError(f"gram_block={requested} is under the class count {n_classes}: a logit slot "
+                         "must hold C values (use gram_block=0, the default, or >= C)")
+    return int(requested) if requested else max(int(n_classes), GRAM_ROW_FLOATS)
 
 
 def schedule_config(
@@ -329,5 +344,5 @@ def schedule_config(
         selection=cfg.selection,
         n_candidates=len(cfg.select_weight_decays) if cfg.selection == "decay" else 1,
         val_fraction=cfg.val_fraction,
-        gram_block=gram_block_size(n_classes) if cfg.head == "ridge" and n_classes is not None else 0,
+        gram_block=gram_block_size(n_classes, cfg.gram_block) if cfg.head == "ridge" and n_classes is not None else 0,
     )

@@ -46,7 +46,7 @@ def ridge_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_classes
                  device: int = 0, block_size: int | None = None) -> Ledger:
     """The RAM ledger of ``device`` with the ridge head (module docstring); ``block_size``:
     the Gram block (default :func:`~protocol.config.model.gram_block_size`, the run's)."""
-    block = gram_block_size(n_classes) if block_size is None else int(block_size)
+    block = gram_block_size(n_classes, cfg.gram_block) if block_size is None else int(block_size)
     base = ledger(cfg, n_devices, series_length, n_classes, device=device)
     e = {k: v for k, v in base.entries.items() if k not in _SGD_ONLY}
     e["received partial logits"] = n_devices * block * FLOAT32_BYTES  # a slot is B wide
@@ -91,7 +91,8 @@ def resolve_head(requested: str, cfg: ModelConfig, *, sgd_asked: bool, n_devices
     ``"sgd"``: ``cfg``; ``"ridge"``: :func:`ridge_model`; ``"auto"``: the ridge model when
     ``sgd_asked`` is False (no epochs, batch size, optimizer, recipe, validation rule,
     firmware profile or non-rocknet mode was given: each only means something to SGD) and
-    every device's :func:`ridge_ledger` fits ``budget_bytes``; else ``cfg``."""
+    every device's :func:`ridge_ledger` fits ``budget_bytes``, with the default Gram block
+    or else with blocks of C samples (``gram_block=C``); else ``cfg``."""
     if requested not in HEAD_CHOICES:
         raise ValueError(f"head must be one of {HEAD_CHOICES}, got {requested!r}")
     if requested == "sgd" or (requested == "auto" and sgd_asked):
@@ -99,6 +100,14 @@ def resolve_head(requested: str, cfg: ModelConfig, *, sgd_asked: bool, n_devices
     ridge = ridge_model(cfg)  # raises (ModelConfig) where cfg asks for what ridge has not
     if requested == "ridge":
         return ridge
-    fits = all(ridge_ledger(ridge, n_devices, series_length, n_classes, n_train, device=d).total_bytes <= budget_bytes
-               for d in range(min(n_devices, 2)))  # device 0 holds the most (and b); 1 the most without b
-    return ridge if fits else cfg
+
+    def fits(model: ModelConfig) -> bool:  # device 0 holds the most (and b); 1 the most without b
+        return all(ridge_ledger(model, n_devices, series_length, n_classes, n_train, device=d).total_bytes
+                   <= budget_bytes for d in range(min(n_devices, 2)))
+
+    # the packet-filling block if it fits, else blocks of C (the Gram block is C feature
+    # vectors, not 25: more rounds, the same solution), else the SGD head
+    for model in (ridge, replace(ridge, gram_block=max(n_classes, 1))):
+        if fits(model):
+            return model
+    return cfg

@@ -32,13 +32,23 @@ def test_auto_is_the_ridge_head_with_aeon_dilations_where_it_fits() -> None:
     assert got == replace(cfg, head="ridge", dilation_style="aeon") == ridge_model(cfg)
 
 
-def test_the_budget_boundary_is_the_ridge_ledger_total() -> None:
-    """Exactly the ledger's total fits; one byte less does not, and then auto is SGD."""
-    ridge = ridge_model(ModelConfig())
-    need = max(ridge_ledger(ridge, SHAPE["n_devices"], SHAPE["series_length"], SHAPE["n_classes"],
+def _need(model: ModelConfig) -> int:
+    """The most any device's ridge ledger asks of ``model`` at SHAPE."""
+    return max(ridge_ledger(model, SHAPE["n_devices"], SHAPE["series_length"], SHAPE["n_classes"],
                             SHAPE["n_train"], device=d).total_bytes for d in range(SHAPE["n_devices"]))
-    assert _resolve("auto", budget=need).head == "ridge"
-    assert _resolve("auto", budget=need - 1) == ModelConfig()
+
+
+def test_the_budget_boundaries_are_the_ridge_ledgers_totals() -> None:
+    """The packet-filling block exactly at its ledger's total; one byte less, blocks of C
+    (a smaller Gram block, more rounds); one byte under that ledger, the SGD head."""
+    ridge = ridge_model(ModelConfig())
+    small = replace(ridge, gram_block=SHAPE["n_classes"])
+    need, need_small = _need(ridge), _need(small)
+    assert need_small < need
+    assert _resolve("auto", budget=need) == ridge
+    assert _resolve("auto", budget=need - 1) == small
+    assert _resolve("auto", budget=need_small) == small
+    assert _resolve("auto", budget=need_small - 1) == ModelConfig()
 
 
 def test_the_gram_matrix_grows_out_of_the_budget_with_the_training_split() -> None:

@@ -376,3 +376,34 @@ def test_check_ridge_names_the_sgd_head_when_the_gram_matrix_does_not_fit() -> N
     check_ridge(ridge_ledger(RIDGE_AEON, 3, 150, 2, 20), 20, budget)  # no error
     with pytest.raises(RamBudgetExceeded, match="--head sgd"):
         check_ridge(ridge_ledger(RIDGE_AEON, 3, 150, 2, 300), 300, budget)
+
+
+# ----------------------------------------------------------------------------- the block size
+
+
+def test_the_gram_block_changes_the_rounds_not_the_model() -> None:
+    """Every Gram entry is the same dot product whatever block carries it, so blocks of C,
+    of 7 and the packet-filling default give bitwise the same weights, in fewer rounds."""
+    from coordinator.service.datasets import load_dataset, quantize_int8
+    from node.offline.reference import train_reference
+
+    ds = load_dataset("UnitTest")
+    x_train, x_test = quantize_int8(ds.x_train, ds.x_test)
+    runs, rounds = [], []
+    for block in (ds.n_classes, 7, 0):
+        cfg = ModelConfig(head="ridge", dilation_style="aeon", num_features=1000, gram_block=block)
+        runs.append(train_reference(x_train, ds.y_train, x_test, ds.y_test, ds.n_classes, cfg, 3))
+        rounds.append(build_stream(schedule_config(cfg, len(ds.y_train), len(ds.y_test), 3,
+                                                   n_classes=ds.n_classes)).n_rounds)
+    assert rounds[0] > rounds[1] > rounds[2]
+    for other in runs[1:]:
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0].weights, other.weights))
+        assert runs[0].bias.tobytes() == other.bias.tobytes()
+
+
+def test_a_gram_block_is_the_ridge_head_s_and_at_least_c() -> None:
+    with pytest.raises(ValueError, match="gram_block"):
+        ModelConfig(gram_block=3)  # the SGD head has no Gram block
+    with pytest.raises(ValueError, match="under the class count"):
+        schedule_config(ModelConfig(head="ridge", gram_block=2), 20, 5, 3, n_classes=3)
+    assert gram_block_size(3) == 25 and gram_block_size(30) == 30 and gram_block_size(3, 5) == 5
