@@ -76,6 +76,10 @@ class RidgeDevice(Device):
         self._row_s = self._logits_s * cfg.schedule.gram_block / cfg.n_classes
         return transform_s, ridge_solve_cycles(cfg.schedule.n_train, cfg.n_classes) / cycles.CPU_HZ
 
+    def _model_sample_s(self) -> float:
+        # a Gram round's sample: its features, its B-wide row, its weights update
+        return self._features_s + self._row_s + self._grad_s
+
     def _make_head(self) -> ShardHead:
         cfg = self.config
         ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
