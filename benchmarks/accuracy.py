@@ -61,7 +61,7 @@ from coordinator.service.datasets import (
 )
 from node.ml.ridge import RIDGE_ALPHAS
 from protocol.config.ram_ledger import DEFAULT_BUDGET_BYTES, RamBudgetExceeded, check, ledger
-from protocol.config.ridge_ram import check_ridge, resolve_head, ridge_ledger, ridge_model
+from protocol.config.ridge_ram import check_ridge, largest_ridge_ledger, resolve_head, ridge_model
 from node.offline.reference import ReferenceResult, train_reference
 from protocol.config.model import ModelConfig, n_epochs, recipe_overrides, schedule_config
 from protocol.config.training_length import MIN_EPOCHS
@@ -207,7 +207,7 @@ def run_one(ds: Dataset, cfg: ModelConfig, n_devices: int, select: bool = False,
                            n_classes=ds.n_classes, n_train=n_train, budget_bytes=DEFAULT_BUDGET_BYTES)
     if default.head != "ridge":  # why --head auto kept SGD: the ridge ledger's message
         try:
-            check_ridge(ridge_ledger(ridge_model(cfg), n, ds.series_length, ds.n_classes, n_train),
+            check_ridge(largest_ridge_ledger(ridge_model(cfg), n, ds.series_length, ds.n_classes, n_train),
                         n_train, DEFAULT_BUDGET_BYTES)
         except RamBudgetExceeded as exc:
             note = (note + " " if note else "") + f"ridge head: {exc}"

@@ -25,7 +25,7 @@ from protocol.config.model import (
 )
 from protocol.stream.modes import MODES, stream_for
 from protocol.stream.placement import parse_split, placement_order
-from protocol.config.ridge_ram import check_ridge, resolve_head, ridge_ledger
+from protocol.config.ridge_ram import check_ridge, largest_ridge_ledger, resolve_head
 from protocol.config.run import DEFAULT_RAM_BUDGET_BYTES, RunConfig
 from protocol.air.topology import Topology
 
@@ -150,10 +150,8 @@ def build_setup(args: RunArgs) -> RunSetup:
         )
         stream = stream_for(config)
         if model.head == "ridge":  # refuse here, before any node starts, what every node would
-            for device in range(min(args.nodes, 2)):  # device 0 holds the most (and b), then 1
-                check_ridge(ridge_ledger(model, args.nodes, config.series_length, n_classes, len(data.y_train),
-                                         device=device, block_size=schedule.gram_block),
-                            len(data.y_train), args.ram_budget_bytes)
+            check_ridge(largest_ridge_ledger(model, args.nodes, config.series_length, n_classes,
+                                             len(data.y_train)), len(data.y_train), args.ram_budget_bytes)
     except (TypeError, ValueError) as exc:
         raise SetupError(str(exc)) from exc
     try:

@@ -31,7 +31,6 @@ from node.mcu import cycles
 from node.mcu.ridge_costs import ridge_solve_cycles
 from node.ml.head import ShardHead, sum_partial_logits
 from node.ml.ridge_head import RidgeHead
-from protocol.config.model import feature_ranges
 from protocol.config.ram_ledger import Ledger
 from protocol.config.ridge_ram import check_ridge, ridge_ledger
 from protocol.stream.schedule import KIND_TRAIN
@@ -80,11 +79,9 @@ class RidgeDevice(Device):
         # a Gram round's sample: its features, its B-wide row, its weights update
         return self._features_s + self._row_s + self._grad_s
 
-    def _make_head(self) -> ShardHead:
+    def _phase_head(self, phase: int) -> ShardHead:
+        """The ridge head (one phase: the ridge head takes no validation rule)."""
         cfg = self.config
-        ranges = feature_ranges(cfg.n_devices, self.features_per_dilation)
-        self.feature_start, self.feature_stop = ranges[self.device]
-        self.n_features_total = ranges[-1][1]
         head = RidgeHead(cfg.n_classes, self.feature_stop - self.feature_start, self.device == 0, cfg.model,
                          self.device, cfg.n_devices, n_train=cfg.schedule.n_train,
                          total_features=self.n_features_total, block_size=cfg.schedule.gram_block)

@@ -26,7 +26,7 @@ from dataclasses import replace
 from protocol.config.model import ModelConfig, gram_block_size
 from protocol.config.ram_ledger import FLOAT32_BYTES, Ledger, RamBudgetExceeded, ledger, over_budget
 
-__all__ = ["HEAD_CHOICES", "check_ridge", "resolve_head", "ridge_ledger", "ridge_model"]
+__all__ = ["HEAD_CHOICES", "check_ridge", "largest_ridge_ledger", "resolve_head", "ridge_ledger", "ridge_model"]
 
 #: ``--head``: ``auto`` (the run's default: :func:`resolve_head`), ``sgd`` or ``ridge``.
 HEAD_CHOICES = ("auto", "sgd", "ridge")
@@ -60,6 +60,15 @@ def ridge_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_classes
     e["training labels"] = n_train * INT16_BYTES
     return Ledger(device=base.device, n_devices=base.n_devices, n_kernels=base.n_kernels,
                   n_features=base.n_features, entries=e, total_bytes=sum(e.values()))
+
+
+def largest_ridge_ledger(cfg: ModelConfig, n_devices: int, series_length: int, n_classes: int,
+                         n_train: int) -> Ledger:
+    """The ridge ledger of the device that needs the most: device 0 (the most kernels, and
+    b) or device 1 (the most without b)."""
+    ledgers = [ridge_ledger(cfg, n_devices, series_length, n_classes, n_train, device=d)
+               for d in range(min(n_devices, 2))]
+    return max(ledgers, key=lambda led: led.total_bytes)
 
 
 def check_ridge(led: Ledger, n_train: int, budget_bytes: int) -> None:
@@ -101,9 +110,8 @@ def resolve_head(requested: str, cfg: ModelConfig, *, sgd_asked: bool, n_devices
     if requested == "ridge":
         return ridge
 
-    def fits(model: ModelConfig) -> bool:  # device 0 holds the most (and b); 1 the most without b
-        return all(ridge_ledger(model, n_devices, series_length, n_classes, n_train, device=d).total_bytes
-                   <= budget_bytes for d in range(min(n_devices, 2)))
+    def fits(model: ModelConfig) -> bool:
+        return largest_ridge_ledger(model, n_devices, series_length, n_classes, n_train).total_bytes <= budget_bytes
 
     # the packet-filling block if it fits, else blocks of C (the Gram block is C feature
     # vectors, not 25: more rounds, the same solution), else the SGD head
